@@ -1,0 +1,22 @@
+# The README's two commands: `make demo` (main job on a bundled example) and `make test`.
+# Both create .venv/ first when it is missing.
+VENV := .venv/bin
+EXAMPLE ?= examples/resnet8_cifar.nash
+
+.PHONY: setup demo test lint slow
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(VENV)/nashc check $(EXAMPLE)
+
+lint: setup
+	$(VENV)/ruff check .
+	$(VENV)/mypy
+
+test: lint
+	$(VENV)/python -m pytest -q
+
+slow: setup
+	$(VENV)/python -m pytest -q -m slow

@@ -1,0 +1,1 @@
+"""The `.nash` language front end: grammar, AST, semantic checks, errors."""

@@ -1,0 +1,1 @@
+"""qonnx `Transformation`s: hybrid swaps, folding, bit widths, scoring and search."""

@@ -1,0 +1,1 @@
+"""FPGA boards, resource budgets, lowering through FINN and estimate reports."""
