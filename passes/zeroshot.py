@@ -1,0 +1,183 @@
+"""Zero-shot (training-free) scores of candidate networks, hybrids included.
+
+All scores take a PyTorch module (a freshly initialised candidate, as built by
+`nashc.runtime.build.build_module`) and one batch of inputs, and return a float where
+higher means "expected to train to a better accuracy". They run forward (and backward)
+passes only; no weights are updated and the module is left as it was.
+
+* `hybrid_score` — nashc's hybrid-aware score (the default, `metric zero_shot`).
+* `naswot_score` — NASWOT (Mellor et al., 2021): log-determinant of the Hamming-similarity
+  kernel of the ReLU activation patterns of the batch, summed over all ReLUs.
+* `synflow_score` — SynFlow (Tanaka et al., 2020): sum of |theta * dR/dtheta| for
+  R = sum of the output of the network with |weights| on an all-ones input.
+* `param_count` — the number of trainable parameters, a naive baseline.
+
+Why a hybrid-aware score: known proxies compare layers on raw magnitudes. An adder
+layer's outputs are all negative with magnitudes that grow with the fan-in (-sum|x-w|),
+so before normalisation every ReLU after it is off and NASWOT's kernel collapses; a shift
+layer's coarse power-of-two weights change gradient magnitudes, which skews SynFlow
+towards or against shift layers independent of how well they train. `hybrid_score`
+therefore measures every layer *after its normalisation* (BatchNorm in training mode, i.e.
+batch statistics, which is what the first training steps see) and makes the per-layer
+terms dimensionless:
+
+    score = mean_l [ logdet(K_l) / N ]  +  mean_l [ log(1 + ||g_l||_2 / sqrt(n_l)) ]
+
+where K_l = C_l C_l^T + (1 - C_l)(1 - C_l)^T / width_l is the normalised Hamming kernel of
+the binary activation codes C_l (N x width_l) after the l-th normalised ReLU (expressivity:
+how differently the batch's inputs are partitioned), and g_l is the gradient of the
+cross-entropy loss on random labels with respect to the l-th layer's (effective) weights,
+n_l their count (trainability: whether gradient reaches every layer, whatever its op).
+Both terms are per-layer averages, so a network is not rewarded merely for having more
+layers or wider ones, and conv, shift and adder layers contribute on the same scale.
+
+Known limits: the score ranks architectures of one search space; its absolute value means
+nothing across spaces. Its quality is measured against trained accuracy in the benchmarks
+(`bench/`), not assumed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["SCORES", "hybrid_score", "naswot_score", "synflow_score", "param_count", "score"]
+
+
+def _relu_like(module: nn.Module) -> bool:
+    name = type(module).__name__
+    return isinstance(module, nn.ReLU) or name in {"QuantReLU", "ReLU"}
+
+
+def _weighted_layers(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(getattr(m, "weight", None), torch.Tensor)
+            and m.weight.dim() >= 2]
+
+
+def _codes_hooks(model: nn.Module, store: list[torch.Tensor]) -> list:
+    hooks = []
+    for m in model.modules():
+        if _relu_like(m):
+            def hook(_mod, _inp, out, store=store):
+                t = out.value if hasattr(out, "value") else out
+                store.append((t.detach().flatten(1) > 0).float())
+            hooks.append(m.register_forward_hook(hook))
+    return hooks
+
+
+def _logdet(k: torch.Tensor) -> float:
+    sign, val = torch.linalg.slogdet(k.double())
+    return float(val) if float(sign) > 0 else float("-inf")
+
+
+def naswot_score(model: nn.Module, x: torch.Tensor) -> float:
+    """NASWOT: logdet of the summed Hamming kernel of all ReLU activation codes."""
+    codes: list[torch.Tensor] = []
+    hooks = _codes_hooks(model, codes)
+    was_training = model.training
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    try:
+        model.train()
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.load_state_dict(state)  # BatchNorm running stats moved during the forward pass
+        model.train(was_training)
+    n = x.shape[0]
+    k = torch.zeros(n, n, dtype=torch.float64)
+    for c in codes:
+        c = c.double()
+        k += c @ c.T + (1 - c) @ (1 - c).T
+    return _logdet(k)
+
+
+def hybrid_score(model: nn.Module, x: torch.Tensor, seed: int = 0) -> float:
+    """nashc's hybrid-aware score (see the module docstring for the formula)."""
+    codes: list[torch.Tensor] = []
+    hooks = _codes_hooks(model, codes)
+    was_training = model.training
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    gen = torch.Generator().manual_seed(seed)
+    try:
+        model.train()
+        model.zero_grad(set_to_none=True)
+        out = model(x)
+        out = out.value if hasattr(out, "value") else out
+        out = out.flatten(1)
+        labels = torch.randint(0, out.shape[1], (x.shape[0],), generator=gen)
+        loss = nn.functional.cross_entropy(out, labels)
+        loss.backward()
+    finally:
+        for h in hooks:
+            h.remove()
+    n = x.shape[0]
+    expressivity = []
+    for c in codes:
+        c = c.double()
+        width = max(c.shape[1], 1)
+        k = (c @ c.T + (1 - c) @ (1 - c).T) / width + 1e-6 * torch.eye(n, dtype=torch.float64)
+        val = _logdet(k)
+        expressivity.append(val / n if math.isfinite(val) else -50.0)
+    trainability = []
+    for m in _weighted_layers(model):
+        weight = m.weight
+        assert isinstance(weight, torch.Tensor)
+        g = weight.grad
+        if g is None:
+            trainability.append(0.0)
+            continue
+        trainability.append(math.log1p(float(g.norm()) / math.sqrt(g.numel())))
+    model.zero_grad(set_to_none=True)
+    model.load_state_dict(state)  # BatchNorm running stats moved during the forward pass
+    model.train(was_training)
+    e = float(np.mean(expressivity)) if expressivity else 0.0
+    t = float(np.mean(trainability)) if trainability else 0.0
+    return e + t
+
+
+def synflow_score(model: nn.Module, x: torch.Tensor) -> float:
+    """SynFlow: sum |theta * dR/dtheta| with |weights| and an all-ones input (double)."""
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.abs_()
+    model.zero_grad(set_to_none=True)
+    ones = torch.ones_like(x[:1])
+    out = model(ones)
+    out = out.value if hasattr(out, "value") else out
+    out.sum().backward()
+    total = 0.0
+    for p in model.parameters():
+        if p.grad is not None:
+            total += float((p * p.grad).abs().sum())
+    model.zero_grad(set_to_none=True)
+    model.load_state_dict(state)
+    model.train(was_training)
+    return math.log(total) if total > 0 else float("-inf")
+
+
+def param_count(model: nn.Module, x: torch.Tensor | None = None) -> float:
+    """Number of trainable parameters."""
+    return float(sum(p.numel() for p in model.parameters() if p.requires_grad))
+
+
+SCORES: dict[str, Callable[..., float]] = {
+    "zero_shot": hybrid_score,
+    "naswot": naswot_score,
+    "synflow": synflow_score,
+    "params": param_count,
+}
+
+
+def score(name: str, model: nn.Module, x: torch.Tensor) -> float:
+    """Computes the named score; deterministic for a given module and batch."""
+    torch.manual_seed(0)
+    return SCORES[name](model, x)
