@@ -54,8 +54,12 @@ def _relu_like(module: nn.Module) -> bool:
 
 
 def _weighted_layers(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(getattr(m, "weight", None), torch.Tensor)
-            and m.weight.dim() >= 2]
+    out = []
+    for m in model.modules():
+        weight = getattr(m, "weight", None)
+        if isinstance(weight, torch.Tensor) and weight.dim() >= 2:
+            out.append(m)
+    return out
 
 
 def _codes_hooks(model: nn.Module, store: list[torch.Tensor]) -> list:
