@@ -1,0 +1,127 @@
+"""Datapath cost of one MAC lane per op kind, and the analytic coarse hardware model.
+
+One *lane* is one SIMD element of one PE of a matrix-vector unit: per cycle it combines
+one input (A bits) with one weight (W bits) and feeds an adder tree. FINN's HLS MVAU
+LUT estimate (FINN-R, Blott et al. 2018; `MVAU_hls.lut_estimation`) charges a lane
+
+    multiplier   (2 * ceil((W + A) / 6) - 1) * (W + A)      (0 when mapped to a DSP)
+    adder tree   2 * (W + A)                                (a (2Q-1)-input tree, per lane)
+
+and multiplies the sum by 1.1 (routing). The hybrid lanes are derived the same way,
+from the datapath each one needs:
+
+* shift: the weight is s * 2^-e with e in [0, E], E = 2^(W-1) - 1. The lane is a
+  barrel shifter of the A-bit input by e: ceil(log2(E + 1)) stages of 2:1 multiplexers
+  over an (A + E)-bit word; a LUT6 implements a 4:1 mux, i.e. two stages per LUT level,
+  so ceil(stages / 2) * (A + E) LUTs; the sign is a conditional negation, one LUT per bit
+  (carry chain), (A + E). Its adder-tree operand is A + E bits wide: 2 * (A + E).
+* adder: |x - w| with x, w on one grid: a subtractor of max(A, W) + 1 bits (one LUT per
+  bit on the carry chain) and a conditional negation of the same width (the absolute
+  value); the adder-tree operand is max(A, W) + 1 bits: 2 * (max(A, W) + 1). The final
+  negation of -sum|x - w| folds into the thresholds and costs nothing.
+
+Shift and adder lanes never use DSPs (NASA-F's split). The Horowitz 45 nm energies per
+8-bit operation (mult 0.2 pJ, add 0.03 pJ, shift 0.024 pJ) are given for reports.
+
+The coarse model (`coarse_fps`) bounds what FINN's folding can reach inside a LUT/DSP
+budget without lowering: with perfectly balanced folding every layer finishes in the
+same number of cycles II, layer l needs MACs_l / II lanes, so
+II >= sum_l MACs_l * lane_luts_l / LUT_budget (DSP-mapped multiplier lanes moved to the
+DSP budget first), and II >= max_l MACs_l / max_lanes_l (a layer cannot use more lanes
+than it has weights per output pixel times output channels). It ignores memories and
+control overhead (FINN's c0 = 300 LUTs per layer is added), so it is an optimistic
+bound used to rank and prune candidates before the fine stage (FINN estimates plus the
+folding search) decides.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "ENERGY_PJ",
+    "LayerWork",
+    "lane_luts",
+    "lane_dsps",
+    "coarse_fps",
+]
+
+OpKind = Literal["conv", "shift", "adder"]
+
+#: Energy per 8-bit operation, Horowitz (45 nm), as used by NASA / ShiftAddNAS.
+ENERGY_PJ = {"mult": 0.2, "add": 0.03, "shift": 0.024}
+
+ROUTING = 1.1  # FINN's c1
+LAYER_OVERHEAD_LUTS = 300  # FINN's c0
+
+
+def _shift_range(wbits: int) -> int:
+    return 2 ** (wbits - 1) - 1
+
+
+def lane_luts(op: OpKind, wbits: int, abits: int, dsp: bool = False) -> float:
+    """LUTs of one lane (datapath + adder-tree share), routing factor included."""
+    if op == "conv":
+        mult = 0 if dsp else (2 * math.ceil((wbits + abits) / 6) - 1) * (wbits + abits)
+        tree = 2 * (wbits + abits)
+        return ROUTING * (mult + tree)
+    if op == "shift":
+        e = _shift_range(wbits)
+        width = abits + e
+        stages = max(1, math.ceil(math.log2(e + 1)))
+        shifter = math.ceil(stages / 2) * width
+        negate = width
+        return ROUTING * (shifter + negate + 2 * width)
+    if op == "adder":
+        width = max(abits, wbits) + 1
+        return ROUTING * (width + width + 2 * width)
+    raise ValueError(f"unknown op kind {op!r}")
+
+
+def lane_dsps(op: OpKind, wbits: int, abits: int) -> float:
+    """DSP slices of one lane when a multiplication lane is mapped to DSPs (FINN's rule)."""
+    return math.ceil((wbits + abits) / 48) if op == "conv" else 0.0
+
+
+@dataclass(frozen=True)
+class LayerWork:
+    """The arithmetic of one layer per frame."""
+
+    name: str
+    op: OpKind
+    macs: int  # multiply-accumulates (or shift/abs-accumulates) per frame
+    max_lanes: int  # weights per output vector x output channels (MW * MH)
+    wbits: int
+    abits: int
+
+
+def coarse_fps(layers: Sequence[LayerWork], lut_budget: float, dsp_budget: float,
+               clock_mhz: float) -> tuple[float, dict[str, float]]:
+    """Optimistic fps bound of balanced folding within the budget, and its breakdown."""
+    if not layers:
+        return 0.0, {}
+    luts_fixed = LAYER_OVERHEAD_LUTS * len(layers)
+    lut_avail = max(lut_budget - luts_fixed, 1.0)
+    # DSPs go to the multiplication lanes with the most expensive LUT multipliers first
+    work_luts = 0.0
+    dsp_left = dsp_budget
+    ii_floor = max(math.ceil(w.macs / max(w.max_lanes, 1)) for w in layers)
+    # a first II guess to size the DSP share (lanes needed at the floor)
+    for w in sorted(layers, key=lambda w: -lane_luts(w.op, w.wbits, w.abits)):
+        lut_cost = lane_luts(w.op, w.wbits, w.abits)
+        if w.op == "conv" and dsp_left > 0:
+            per_lane_dsp = lane_dsps("conv", w.wbits, w.abits)
+            lanes = w.macs / ii_floor
+            use = min(lanes, dsp_left / per_lane_dsp)
+            dsp_left -= use * per_lane_dsp
+            frac_dsp = use / lanes if lanes else 0.0
+            dsp_cost = lane_luts("conv", w.wbits, w.abits, dsp=True)
+            work_luts += w.macs * (frac_dsp * dsp_cost + (1 - frac_dsp) * lut_cost)
+        else:
+            work_luts += w.macs * lut_cost
+    ii = max(work_luts / lut_avail, float(ii_floor), 1.0)
+    fps = clock_mhz * 1e6 / ii
+    return fps, {"ii_cycles": ii, "lut_work": work_luts, "ii_floor": float(ii_floor)}
