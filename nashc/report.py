@@ -178,7 +178,8 @@ def write_plot(points: Sequence[ParetoPoint], all_points: Sequence[tuple[float, 
         ax.scatter([a for a, _ in all_points], [b for _, b in all_points], s=10, c="#bbbbbb",
                    label="evaluated (coarse)")
     if points:
-        xs = [(p.accuracy if use_acc else p.score) for p in points]
+        xs = [float(p.accuracy if use_acc and p.accuracy is not None else p.score)
+              for p in points]
         ys = [p.fps for p in points]
         lut = [p.resources.get("lut", 0.0) / budget_lut if budget_lut else 0.0 for p in points]
         sc = ax.scatter(xs, ys, c=lut, cmap="viridis", s=40, edgecolors="k", vmin=0, vmax=1,
