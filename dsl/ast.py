@@ -84,6 +84,8 @@ class InputSpec:
     width: int
     dtype: DType
     pos: Pos
+    # Positions of single values (key: the keyword, e.g. "stride"), for exact errors.
+    value_pos: dict[str, Pos] = field(default_factory=dict, compare=False, repr=False)
 
 
 # --- network statements (as written; `repeat` not yet expanded) -------------------
@@ -99,6 +101,7 @@ class ConvStmt:
     weights: DType | None = None
     activations: DType | None = None
     pos: Pos | None = None
+    value_pos: dict[str, Pos] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,9 @@ class BlockStmt:
     stride: int = 1
     kind: Literal["residual"] = "residual"
     pos: Pos | None = None
+    weights: DType | None = None  # override for the block's convs
+    activations: DType | None = None
+    value_pos: dict[str, Pos] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,7 @@ class PoolStmt:
     stride: int | None = None  # None means stride = kernel
     global_: bool = False
     pos: Pos | None = None
+    value_pos: dict[str, Pos] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,7 @@ class FcStmt:
     weights: DType | None = None
     activations: DType | None = None
     pos: Pos | None = None
+    value_pos: dict[str, Pos] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -140,6 +148,7 @@ class RepeatStmt:
     count: int
     body: tuple[LayerStmt, ...]
     pos: Pos | None = None
+    value_pos: dict[str, Pos] = field(default_factory=dict, compare=False, repr=False)
 
 
 LayerStmt = ConvStmt | BlockStmt | PoolStmt | FcStmt | RepeatStmt
@@ -155,6 +164,8 @@ class Network:
     layers: tuple[LayerStmt, ...] = ()
     source: Path | None = None  # `network NAME from "path"`, resolved against the file
     source_pos: Pos | None = None
+    source_text: str | None = None  # the path as written
+    value_pos: dict[str, Pos] = field(default_factory=dict, compare=False, repr=False)
 
 
 # --- space ---------------------------------------------------------------------------
@@ -171,6 +182,8 @@ class SpaceRule:
     selector: tuple[str, ...]
     options: tuple[str | int | float, ...]
     pos: Pos
+    selector_pos: tuple[Pos, ...] = ()  # one per selector pattern
+    option_pos: tuple[Pos, ...] = ()  # one per option
 
 
 @dataclass(frozen=True)
@@ -179,6 +192,7 @@ class Space:
     fixed: tuple[str, ...] = ()
     fixed_pos: Pos | None = None
     pos: Pos | None = None
+    fixed_item_pos: tuple[Pos, ...] = ()  # one per `fix` pattern
 
 
 # --- hardware ------------------------------------------------------------------------
@@ -203,6 +217,9 @@ class Hardware:
     budget: tuple[BudgetItem, ...] = ()
     fps_min: float | None = None
     latency_max_ms: float | None = None
+    clock_text: str | None = None  # as written, e.g. "period 4 ns"
+    latency_text: str | None = None  # as written, e.g. "2 ms"
+    value_pos: dict[str, Pos] = field(default_factory=dict, compare=False, repr=False)
 
 
 # --- search / train ------------------------------------------------------------------
@@ -220,6 +237,7 @@ class Search:
     accelerator: Literal["coarse_to_fine", "finn_setfolding"] = "coarse_to_fine"
     keep_pareto: int = 8
     seed: int = 0
+    value_pos: dict[str, Pos] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -230,6 +248,8 @@ class Train:
     epochs: int = 20
     batch: int = 64
     lr: float = 0.01
+    dataset_path_text: str | None = None  # as written
+    value_pos: dict[str, Pos] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,17 @@ def cli() -> None:
 @user_errors
 def check(file: Path) -> None:
     """Parse and validate a .nash FILE and print a summary."""
-    not_implemented("check", "the .nash front end")
+    from nashc.dsl import load
+    from nashc.summary import print_summary
+
+    try:
+        from nashc.targets.boards import board_names
+
+        known = [name.lower() for name in board_names()]
+    except ImportError:
+        known = ["u250", "u200", "u280", "u50", "u55c", "pynq-z1", "pynq-z2", "ultra96",
+                 "zcu102", "zcu104", "kv260_som"]
+    print_summary(load(file, targets=known))
 
 
 @cli.command()
@@ -72,8 +82,75 @@ def compile(file: Path, target: str | None, output: Path | None, seed: int | Non
 @user_errors
 def estimate(model: Path, target: str, fps: float | None, output: Path | None,
              synth: bool) -> None:
-    """Lower MODEL.onnx through FINN to hardware layers and estimate cycles and resources."""
-    not_implemented("estimate", "the FINN target issue")
+    """Lower MODEL.onnx through FINN to hardware layers and estimate cycles and resources.
+
+    Folding uses FINN's SetFolding for --fps (default 1000 frames/s) at the board's
+    default clock. Writes DIR (default <model stem>_estimate/) atomically.
+    """
+    import os
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from nashc.targets.estimate import device_utilisation, estimate_model_file
+    from nashc.targets.handoff import missing_synthesis_tools, run_finn_build
+
+    run = estimate_model_file(model, target=target, fps=fps, output=output)
+    est, board = run.estimate, run.board
+    console = Console()
+    table = Table(title=f"{model.name} on {board.name} ({board.part}) at "
+                  f"{run.clock_mhz:g} MHz, SetFolding for {run.target_fps:g} fps")
+    name_w = max([len(x.name) for x in est.layers] + [5])
+    op_w = max([len(x.op_type) for x in est.layers] + [2])
+    table.add_column("layer", no_wrap=True, min_width=name_w)
+    table.add_column("op", no_wrap=True, min_width=op_w)
+    for col in ("PE", "SIMD", "cycles", "LUT", "BRAM18", "URAM", "DSP"):
+        table.add_column(col, justify="right", no_wrap=True)
+
+    def num(v: float | int | None) -> str:
+        if v is None:
+            return "-"
+        return str(int(v)) if float(v).is_integer() else f"{v:.1f}"
+
+    for layer in est.layers:
+        table.add_row(layer.name, layer.op_type, num(layer.pe), num(layer.simd),
+                      str(layer.cycles), num(layer.lut), num(layer.bram18), num(layer.uram),
+                      num(layer.dsp))
+    util = device_utilisation(est, board)
+    avail = board.resources
+    table.add_section()
+    table.add_row("total", "", "", "", f"max {est.max_cycles}",
+                  *(num(est.totals[k]) for k in ("LUT", "BRAM_18K", "URAM", "DSP")))
+    table.add_row(f"{board.name}", "", "", "", "",
+                  *(num(v) for v in (avail.lut, avail.bram18, avail.uram, avail.dsp)))
+    table.add_row("used", "", "", "", "",
+                  *("?" if util[k] is None else f"{util[k]:.2f}%"
+                    for k in ("LUT", "BRAM_18K", "URAM", "DSP")))
+    console.print(table)
+    console.print(f"estimated throughput {est.estimated_throughput_fps:,.1f} fps, "
+                  f"latency {est.estimated_latency_ns / 1e3:,.1f} us "
+                  f"(slowest layer {est.network_performance['max_cycles_node_name']})")
+    if run.host_nodes:
+        console.print("left on the host: " + ", ".join(f"{n} ({o})" for n, o in run.host_nodes))
+    if avail.lut is None:
+        console.print(f"FINN has no resource table for {board.name}: device size unknown")
+    console.print(f"wrote {run.output_dir}/: {', '.join(run.files)}")
+    if synth:
+        missing = missing_synthesis_tools(board)
+        if not os.environ.get("XILINX_VIVADO"):
+            click.echo("nashc estimate --synth: cannot run FINN's builder here; missing:",
+                       err=True)
+            for item in missing:
+                click.echo(f"  - {item}", err=True)
+            click.echo(f"the estimates and {run.output_dir / 'build_config.json'} are written; "
+                       "run again with --synth where Vivado is installed", err=True)
+            sys.exit(2)
+        for item in missing:
+            click.echo(f"warning: {item}", err=True)
+        code = run_finn_build(run.output_dir / "build_config.json")
+        if code != 0:
+            click.echo(f"FINN's builder failed (exit code {code})", err=True)
+            sys.exit(1)
 
 
 @cli.command()
@@ -82,14 +159,45 @@ def estimate(model: Path, target: str, fps: float | None, output: Path | None,
 @user_errors
 def verify(model: Path, json_out: Path | None) -> None:
     """Check MODEL.onnx against onnxruntime (golden model) at every verification level."""
-    not_implemented("verify", "the hybrid-ops issue")
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from nashc.runtime.golden import compare_levels, load_model
+
+    result = compare_levels(load_model(model))
+    console = Console()
+    for lv in result.levels:
+        table = Table(title=f"level: {lv.name}")
+        table.add_column("max |diff|", justify="right")
+        table.add_column("result")
+        table.add_row(f"{lv.max_abs_diff:.6g}", "[green]ok[/]" if lv.ok else "[red]MISMATCH[/]")
+        console.print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    console.print("verify: " + ("[green]all levels match[/]" if result.ok else "[red]FAILED[/]"))
+    sys.exit(0 if result.ok else 1)
 
 
 @cli.command()
 @user_errors
 def targets() -> None:
     """List the boards FINN knows (u250 first)."""
-    not_implemented("targets", "the foundation issue")
+    from rich.console import Console
+    from rich.table import Table
+
+    from nashc.targets.boards import all_boards
+
+    table = Table(title="Boards (parts and resources from FINN; BRAM in 18 Kb blocks)")
+    for col in ("name", "part", "kind", "LUT", "BRAM18", "URAM", "DSP"):
+        table.add_column(col, justify="left" if col in ("name", "part", "kind") else "right")
+    for b in all_boards():
+        r = b.resources
+        table.add_row(b.name, b.part, b.kind,
+                      *("?" if v is None else str(v) for v in (r.lut, r.bram18, r.uram, r.dsp)))
+    Console().print(table)
+    Console().print("?: FINN has no resource table for this device")
 
 
 def main() -> None:

@@ -1,0 +1,525 @@
+"""Semantic checks of a parsed `.nash` file and its resolution into a `Program`.
+
+- the network: `repeat` expanded (copies get `_0`, `_1`, ... suffixes, outer index first),
+  residual blocks expanded into `NAME.conv1`, `NAME.conv2`, `NAME.down` and `NAME.add`,
+  shapes inferred and checked, datatypes inherited from the network defaults;
+  or, for `network NAME from "file.onnx"`, the Conv/Gemm/MatMul nodes of that graph;
+- the space: selectors must match, options must be valid, `Program.choices` computed;
+- hardware, search and train: targets known, budgets and numbers in range.
+
+Every error is a `NashSourceError` pointing at the offending statement or value.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+
+from nashc.dsl.ast import (
+    BlockStmt,
+    ConvStmt,
+    DType,
+    FcStmt,
+    LayerStmt,
+    NashFile,
+    Network,
+    PoolStmt,
+    Pos,
+    Program,
+    RepeatStmt,
+    ResolvedLayer,
+    ResolvedNetwork,
+    Space,
+)
+from nashc.dsl.errors import NashSourceError
+from nashc.dsl.parser import DTYPE_NAMES, MAX_NESTING
+
+__all__ = [
+    "check_program",
+    "resolve_network",
+    "compute_choices",
+    "dims_for_kind",
+    "DEFAULT_WEIGHTS",
+    "DEFAULT_ACTIVATIONS",
+    "RESOURCES",
+    "METRICS",
+    "OP_OPTIONS",
+    "MAX_LAYERS",
+]
+
+DEFAULT_WEIGHTS = DType("int8")
+DEFAULT_ACTIVATIONS = DType("uint8")
+RESOURCES = ("lut", "ff", "bram", "uram", "dsp")
+METRICS = ("zero_shot",)
+OP_OPTIONS = ("conv", "shift", "adder")
+MAX_LAYERS = 10_000  # after `repeat` expansion
+MAX_WIDTH = 4.0
+
+Shape = tuple[int, ...]
+
+
+def _err(message: str, pos: Pos | None, expected: str | None = None) -> NashSourceError:
+    return NashSourceError(message, pos, expected)
+
+
+def _vpos(stmt: object, key: str) -> Pos | None:
+    """The position of one value of a statement, else of the statement."""
+    vp = getattr(stmt, "value_pos", None) or {}
+    return vp.get(key) or getattr(stmt, "pos", None)
+
+
+def _fmt(shape: Shape) -> str:
+    return "x".join(str(d) for d in shape) if shape else "?"
+
+
+# --- network ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Resolver:
+    net: Network
+    layers: list[ResolvedLayer] = field(default_factory=list)
+    seen: dict[str, Pos | None] = field(default_factory=dict)
+
+    @property
+    def weights(self) -> DType:
+        return self.net.weights or DEFAULT_WEIGHTS
+
+    @property
+    def activations(self) -> DType:
+        return self.net.activations or DEFAULT_ACTIVATIONS
+
+    def _name(self, name: str, pos: Pos | None) -> None:
+        if name in self.seen:
+            first = self.seen[name]
+            where = f" (first at line {first.line})" if first is not None else ""
+            raise _err(f"duplicate layer name '{name}'{where}", pos)
+        self.seen[name] = pos
+
+    def _positive(self, stmt: object, key: str, value: int, minimum: int = 1) -> None:
+        if value < minimum:
+            need = "positive" if minimum == 1 else f"at least {minimum}"
+            raise _err(f"{key} must be {need}, got {value}", _vpos(stmt, key))
+
+    def _feature_map(self, kind: str, name: str, shape: Shape, pos: Pos | None) -> None:
+        if len(shape) != 3:
+            raise _err(f"{kind} '{name}' needs a CxHxW feature map, but its input has shape "
+                       f"{_fmt(shape)} (after an fc layer)", pos)
+
+    def _conv_out(self, stmt: object, name: str, shape: Shape, out: int, kernel: int,
+                  stride: int, pad: int, pos: Pos | None) -> Shape:
+        _, h, w = shape
+        for size in (h, w):
+            if stride > 1 and size % stride != 0:
+                raise _err(f"stride {stride} of '{name}' does not divide its input size "
+                           f"{h}x{w}", _vpos(stmt, "stride"))
+        oh = (h + 2 * pad - kernel) // stride + 1
+        ow = (w + 2 * pad - kernel) // stride + 1
+        if h + 2 * pad < kernel or w + 2 * pad < kernel or oh <= 0 or ow <= 0:
+            raise _err(f"kernel {kernel} of '{name}' is bigger than its (padded) input "
+                       f"{h + 2 * pad}x{w + 2 * pad}", _vpos(stmt, "kernel"))
+        return (out, oh, ow)
+
+    def conv(self, stmt: ConvStmt, name: str, shape: Shape) -> Shape:
+        self._name(name, stmt.pos)
+        self._feature_map("conv", name, shape, stmt.pos)
+        self._positive(stmt, "out", stmt.out)
+        self._positive(stmt, "kernel", stmt.kernel)
+        self._positive(stmt, "stride", stmt.stride)
+        pad = stmt.kernel // 2 if stmt.pad is None else stmt.pad
+        if pad < 0:
+            raise _err(f"pad must not be negative, got {pad}", _vpos(stmt, "pad"))
+        out = self._conv_out(stmt, name, shape, stmt.out, stmt.kernel, stmt.stride, pad,
+                             stmt.pos)
+        self.layers.append(ResolvedLayer(
+            name, "conv", shape, out, stmt.pos or self.net.pos,
+            weights=stmt.weights or self.weights,
+            activations=stmt.activations or self.activations,
+            kernel=stmt.kernel, stride=stmt.stride, pad=pad))
+        return out
+
+    def block(self, stmt: BlockStmt, name: str, shape: Shape) -> Shape:
+        pos = stmt.pos or self.net.pos
+        self._name(name, stmt.pos)
+        self._feature_map("block", name, shape, stmt.pos)
+        self._positive(stmt, "out", stmt.out)
+        self._positive(stmt, "stride", stmt.stride)
+        out = self._conv_out(stmt, name, shape, stmt.out, 3, stmt.stride, 1, stmt.pos)
+        wt = stmt.weights or self.weights
+        at = stmt.activations or self.activations
+        self.layers.append(ResolvedLayer(name, "block", shape, out, pos, stride=stmt.stride))
+        subs = [(f"{name}.conv1", shape, 3, stmt.stride, 1),
+                (f"{name}.conv2", out, 3, 1, 1)]
+        if stmt.stride != 1 or stmt.out != shape[0]:
+            subs.append((f"{name}.down", shape, 1, stmt.stride, 0))
+        for sub, in_shape, k, s, p in subs:
+            self._name(sub, stmt.pos)
+            self.layers.append(ResolvedLayer(sub, "conv", in_shape, out, pos, weights=wt,
+                                             activations=at, kernel=k, stride=s, pad=p,
+                                             parent=name))
+        self._name(f"{name}.add", stmt.pos)
+        self.layers.append(ResolvedLayer(f"{name}.add", "add", out, out, pos, activations=at,
+                                         parent=name))
+        return out
+
+    def pool(self, stmt: PoolStmt, name: str, shape: Shape) -> Shape:
+        pos = stmt.pos or self.net.pos
+        self._name(name, stmt.pos)
+        self._feature_map("pool", name, shape, stmt.pos)
+        c, h, w = shape
+        if stmt.global_:
+            out: Shape = (c, 1, 1)
+            self.layers.append(ResolvedLayer(name, "gap", shape, out, pos, mode="avg"))
+            return out
+        kernel = stmt.kernel if stmt.kernel is not None else 1
+        self._positive(stmt, "kernel", kernel)
+        stride = kernel if stmt.stride is None else stmt.stride
+        self._positive(stmt, "stride", stride)
+        if kernel > h or kernel > w:
+            raise _err(f"pool kernel {kernel} of '{name}' is bigger than its input {h}x{w}",
+                       _vpos(stmt, "kernel"))
+        out = (c, (h - kernel) // stride + 1, (w - kernel) // stride + 1)
+        self.layers.append(ResolvedLayer(name, "pool", shape, out, pos, kernel=kernel,
+                                         stride=stride, pad=0, mode=stmt.mode))
+        return out
+
+    def fc(self, stmt: FcStmt, name: str, shape: Shape) -> Shape:
+        self._name(name, stmt.pos)
+        self._positive(stmt, "out", stmt.out)
+        out = (stmt.out,)
+        self.layers.append(ResolvedLayer(
+            name, "fc", shape, out, stmt.pos or self.net.pos,
+            weights=stmt.weights or self.weights,
+            activations=stmt.activations or self.activations))
+        return out
+
+    def run(self, stmts: Iterable[LayerStmt], shape: Shape, suffix: str = "",
+            depth: int = 0) -> Shape:
+        for stmt in stmts:
+            if isinstance(stmt, RepeatStmt):
+                if depth >= MAX_NESTING:
+                    raise _err(f"'repeat' nested deeper than {MAX_NESTING} levels", stmt.pos)
+                self._positive(stmt, "count", stmt.count)
+                for i in range(stmt.count):
+                    shape = self.run(stmt.body, shape, f"{suffix}_{i}", depth + 1)
+                continue
+            name = stmt.name + suffix
+            if isinstance(stmt, ConvStmt):
+                shape = self.conv(stmt, name, shape)
+            elif isinstance(stmt, BlockStmt):
+                shape = self.block(stmt, name, shape)
+            elif isinstance(stmt, PoolStmt):
+                shape = self.pool(stmt, name, shape)
+            else:
+                shape = self.fc(stmt, name, shape)
+        return shape
+
+
+def _count_layers(stmts: Iterable[LayerStmt]) -> int:
+    total = 0
+    for stmt in stmts:
+        if isinstance(stmt, RepeatStmt):
+            total += max(stmt.count, 0) * _count_layers(stmt.body)
+        else:
+            total += 5 if isinstance(stmt, BlockStmt) else 1
+        if total > MAX_LAYERS:
+            return total
+    return total
+
+
+def _check_dtype(dtype: DType | None, pos: Pos | None) -> None:
+    if dtype is not None and dtype.name not in DTYPE_NAMES:
+        raise _err(f"unknown datatype '{dtype.name}'", pos, "one of " + ", ".join(DTYPE_NAMES))
+
+
+def _check_dtypes(stmts: Iterable[LayerStmt]) -> None:
+    for stmt in stmts:
+        if isinstance(stmt, RepeatStmt):
+            _check_dtypes(stmt.body)
+        elif isinstance(stmt, ConvStmt | FcStmt | BlockStmt):
+            _check_dtype(stmt.weights, _vpos(stmt, "weights"))
+            _check_dtype(stmt.activations, _vpos(stmt, "activations"))
+
+
+def resolve_network(net: Network) -> ResolvedNetwork:
+    """Expands and shape-checks a network (or reads its layers from the ONNX source)."""
+    if net.source is not None:
+        return _resolve_onnx(net)
+    if net.input is None:
+        raise _err(f"network '{net.name}' needs an 'input CxHxW DTYPE' statement", net.pos,
+                   "'input' such as: input 3x32x32 uint8")
+    spec = net.input
+    for key, val in (("channels", spec.channels), ("height", spec.height),
+                     ("width", spec.width)):
+        if val <= 0:
+            raise _err(f"input {key} must be positive, got {val}", _vpos(spec, "shape"))
+    _check_dtype(spec.dtype, _vpos(spec, "dtype"))
+    _check_dtype(net.weights, _vpos(net, "weights"))
+    _check_dtype(net.activations, _vpos(net, "activations"))
+    _check_dtypes(net.layers)
+    if not net.layers:
+        raise _err(f"network '{net.name}' has no layers", net.pos,
+                   "a conv, block, pool, fc or repeat statement")
+    if _count_layers(net.layers) > MAX_LAYERS:
+        raise _err(f"network '{net.name}' expands to more than {MAX_LAYERS} layers", net.pos)
+    res = _Resolver(net)
+    res.run(net.layers, (spec.channels, spec.height, spec.width))
+    return ResolvedNetwork(net.name, (spec.channels, spec.height, spec.width), spec.dtype,
+                           tuple(res.layers))
+
+
+def _onnx_shapes(graph: object) -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {}
+    for vi in [*graph.input, *graph.value_info, *graph.output]:  # type: ignore[attr-defined]
+        dims = vi.type.tensor_type.shape.dim
+        if dims and all(d.HasField("dim_value") for d in dims):
+            shapes[vi.name] = tuple(int(d.dim_value) for d in dims)
+    return shapes
+
+
+def _resolve_onnx(net: Network) -> ResolvedNetwork:
+    assert net.source is not None
+    pos = net.source_pos or net.pos
+    path = net.source
+    if not path.is_file():
+        raise _err(f"model file '{net.source_text or path}' not found (looked for {path})", pos,
+                   "a path to an ONNX file, relative to this .nash file")
+    try:
+        import onnx  # the DSL may import onnx (never torch)
+
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises several types for a bad file
+        raise _err(f"cannot read '{net.source_text or path}' as an ONNX model: "
+                   f"{type(exc).__name__}: {exc}".splitlines()[0], pos) from None
+    graph = model.graph
+    shapes = _onnx_shapes(graph)
+    inits = {i.name for i in graph.initializer}
+    layers: list[ResolvedLayer] = []
+    seen: set[str] = set()
+    for i, node in enumerate(graph.node):
+        if node.op_type not in ("Conv", "Gemm", "MatMul"):
+            continue
+        name = node.name or f"{node.op_type}_{i}"
+        if name in seen:
+            name = f"{name}_{i}"
+        seen.add(name)
+        attrs = {a.name: a for a in node.attribute}
+        in_shape = shapes.get(node.input[0], ()) if node.input else ()
+        out_shape = shapes.get(node.output[0], ()) if node.output else ()
+        if node.op_type == "Conv":
+            ks = list(attrs["kernel_shape"].ints) if "kernel_shape" in attrs else []
+            st = list(attrs["strides"].ints) if "strides" in attrs else []
+            pads = list(attrs["pads"].ints) if "pads" in attrs else []
+            layers.append(ResolvedLayer(
+                name, "conv", in_shape[1:], out_shape[1:], pos,
+                kernel=ks[0] if ks else None, stride=st[0] if st else 1,
+                pad=pads[0] if pads else 0))
+        else:
+            layers.append(ResolvedLayer(name, "fc", in_shape[1:], out_shape[1:], pos))
+    if not layers:
+        raise _err(f"'{net.source_text or path}' has no Conv, Gemm or MatMul node", pos)
+    input_shape: tuple[int, int, int] | None = None
+    for inp in graph.input:
+        if inp.name in inits:
+            continue
+        shape = shapes.get(inp.name, ())
+        if len(shape) == 4:
+            input_shape = (shape[1], shape[2], shape[3])
+        break
+    return ResolvedNetwork(net.name, input_shape, None, tuple(layers), source=path)
+
+
+# --- space -----------------------------------------------------------------------------
+
+_DIM_KINDS: dict[str, tuple[str, ...]] = {
+    "op": ("conv", "fc"),
+    "kernel": ("conv",),
+    "width": ("block", "conv"),
+    "wbits": ("conv", "fc"),
+    "abits": ("conv", "fc"),
+}
+
+
+def dims_for_kind(layer: ResolvedLayer) -> tuple[str, ...]:
+    """The space dimensions that apply to a layer (see docs/language.md)."""
+    out = []
+    for dim, kinds in _DIM_KINDS.items():
+        if layer.kind not in kinds:
+            continue
+        if dim == "width" and layer.kind == "conv" and layer.parent is not None:
+            continue  # a block's convs follow the block's width
+        out.append(dim)
+    return tuple(out)
+
+
+def _check_options(dim: str, options: tuple[str | int | float, ...],
+                   option_pos: tuple[Pos, ...], rule_pos: Pos) -> tuple[str | int | float, ...]:
+    out: list[str | int | float] = []
+    for i, opt in enumerate(options):
+        pos = option_pos[i] if i < len(option_pos) else rule_pos
+        value: str | int | float
+        if dim == "op":
+            if not isinstance(opt, str) or opt not in OP_OPTIONS:
+                raise _err(f"unknown op '{opt}'", pos, ", ".join(OP_OPTIONS))
+            value = opt
+        elif dim == "kernel":
+            if isinstance(opt, str) or not float(opt).is_integer() or opt <= 0 or opt % 2 == 0:
+                raise _err(f"kernel option must be an odd positive whole number, got {opt}",
+                           pos, "an odd number such as 3 or 5")
+            value = int(opt)
+        elif dim == "width":
+            if isinstance(opt, str) or not 0 < opt <= MAX_WIDTH:
+                raise _err(f"width option must be a channel multiplier in (0, {MAX_WIDTH:g}], "
+                           f"got {opt}", pos, "a number such as 0.5 or 1.0")
+            value = float(opt)
+        else:
+            low = 2 if dim == "wbits" else 1
+            if isinstance(opt, str) or not float(opt).is_integer() or not low <= opt <= 8:
+                raise _err(f"{dim} option must be a whole number of bits from {low} to 8, "
+                           f"got {opt}", pos, f"a number from {low} to 8")
+            value = int(opt)
+        if value in out:
+            raise _err(f"option {opt} given twice", pos)
+        out.append(value)
+    return tuple(out)
+
+
+def _match(pattern: str, names: Iterable[str]) -> list[str]:
+    return [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+
+
+def compute_choices(space: Space | None, net: ResolvedNetwork
+                    ) -> dict[tuple[str, str], tuple[str | int | float, ...]]:
+    """Validates a `space` against the resolved network and returns its choices.
+
+    (layer, dim) -> options; the last matching rule wins, fixed layers (and the layers of
+    a fixed block) are left out, and a dim only applies to some kinds of layer.
+    """
+    if space is None:
+        return {}
+    names = [layer.name for layer in net.layers]
+    by_name = {layer.name: layer for layer in net.layers}
+    fixed: set[str] = set()
+    for i, pattern in enumerate(space.fixed):
+        pos = space.fixed_item_pos[i] if i < len(space.fixed_item_pos) else space.fixed_pos
+        matched = _match(pattern, names)
+        if not matched:
+            raise _err(f"'fix {pattern}' matches no layer", pos, _some_names(names))
+        fixed.update(matched)
+    for name in list(fixed):
+        fixed.update(n for n in names if by_name[n].parent == name)
+
+    choices: dict[tuple[str, str], tuple[str | int | float, ...]] = {}
+    for rule in space.rules:
+        options = _check_options(rule.dim, rule.options, rule.option_pos, rule.pos)
+        for i, pattern in enumerate(rule.selector):
+            pos = rule.selector_pos[i] if i < len(rule.selector_pos) else rule.pos
+            matched = _match(pattern, names)
+            if not matched:
+                raise _err(f"selector '{pattern}' matches no layer", pos, _some_names(names))
+            applicable = [n for n in matched if rule.dim in dims_for_kind(by_name[n])]
+            if not applicable:
+                kinds = sorted({by_name[n].kind for n in matched})
+                raise _err(f"'{rule.dim}' does not apply to the layers matched by "
+                           f"'{pattern}' ({', '.join(kinds)})", pos,
+                           f"a selector of {_applies_to(rule.dim)}")
+            for name in applicable:
+                if name not in fixed:
+                    choices[(name, rule.dim)] = options
+    # keep a stable order: network order, then dim order
+    order = {n: i for i, n in enumerate(names)}
+    dim_order = {d: i for i, d in enumerate(_DIM_KINDS)}
+    return dict(sorted(choices.items(), key=lambda kv: (order[kv[0][0]], dim_order[kv[0][1]])))
+
+
+def _applies_to(dim: str) -> str:
+    return {
+        "op": "conv or fc layers",
+        "kernel": "conv layers",
+        "width": "blocks or conv layers outside blocks",
+        "wbits": "conv or fc layers",
+        "abits": "conv or fc layers",
+    }[dim]
+
+
+def _some_names(names: list[str]) -> str:
+    shown = ", ".join(names[:10])
+    more = ", ..." if len(names) > 10 else ""
+    return f"a pattern matching a layer name ({shown}{more})"
+
+
+# --- hardware, search, train ---------------------------------------------------------------
+
+
+def _check_hardware(nf: NashFile, targets: Collection[str] | None) -> None:
+    hw = nf.hardware
+    if hw is None:
+        return
+    if hw.target is not None and targets is not None:
+        known = [t.lower() for t in targets]
+        if hw.target.lower() not in known:
+            raise _err(f"unknown target '{hw.target}'", hw.target_pos or hw.pos,
+                       "one of " + ", ".join(known))
+    if hw.clock_mhz is not None and not hw.clock_mhz > 0:
+        raise _err("the clock must be positive", _vpos(hw, "clock"), "a positive number")
+    seen: set[str] = set()
+    for item in hw.budget:
+        if item.resource not in RESOURCES:
+            raise _err(f"unknown resource '{item.resource}'", item.pos,
+                       "one of " + ", ".join(RESOURCES))
+        if item.resource in seen:
+            raise _err(f"budget for '{item.resource}' given twice", item.pos)
+        seen.add(item.resource)
+        if item.percent and not 0 < item.value <= 100:
+            raise _err(f"budget {item.resource} {item.value:g}% must be within (0, 100]%",
+                       item.pos, "a percentage above 0 and at most 100")
+        if not item.percent and (item.value <= 0 or not float(item.value).is_integer()):
+            raise _err(f"budget {item.resource} {item.value:g} must be a positive whole "
+                       "count", item.pos, "a positive count, or a percentage such as 70%")
+    if hw.fps_min is not None and not hw.fps_min > 0:
+        raise _err(f"fps must be positive, got {hw.fps_min:g}", _vpos(hw, "fps"))
+    if hw.latency_max_ms is not None and not hw.latency_max_ms > 0:
+        raise _err(f"latency must be positive, got {hw.latency_text}", _vpos(hw, "latency"))
+
+
+def _check_search(nf: NashFile) -> None:
+    s = nf.search
+    if s is None:
+        return
+    if s.metric not in METRICS:
+        raise _err(f"unknown metric '{s.metric}'", _vpos(s, "metric"),
+                   "one of " + ", ".join(METRICS))
+    for key in ("metric_batch", "population", "generations", "samples", "keep_pareto"):
+        value = getattr(s, key)
+        if value <= 0:
+            word = {"metric_batch": "batch", "keep_pareto": "keep pareto"}.get(key, key)
+            raise _err(f"{word} must be positive, got {value}", _vpos(s, key))
+    if s.seed < 0:
+        raise _err(f"seed must not be negative, got {s.seed}", _vpos(s, "seed"))
+
+
+def _check_train(nf: NashFile) -> None:
+    t = nf.train
+    if t is None:
+        return
+    for key in ("epochs", "batch"):
+        value = getattr(t, key)
+        if value <= 0:
+            raise _err(f"{key} must be positive, got {value}", _vpos(t, key))
+    if not t.lr > 0 or not math.isfinite(t.lr):
+        raise _err(f"lr must be positive, got {t.lr:g}", _vpos(t, "lr"))
+
+
+def check_program(nashfile: NashFile, targets: Collection[str] | None = None) -> Program:
+    """Validates a parsed file and resolves it into a `Program`.
+
+    `targets`: the known board names (lowercase); None skips the target check.
+    """
+    net = resolve_network(nashfile.network)
+    choices = compute_choices(nashfile.space, net)
+    _check_hardware(nashfile, targets)
+    _check_search(nashfile)
+    _check_train(nashfile)
+    return Program(nashfile, net, choices)
