@@ -366,31 +366,43 @@ def current_assignment(model: ModelWrapper, units: Sequence[Unit], fpgapart: str
 
 
 def _assign_at(units: Sequence[Unit], arrays: Sequence[tuple[np.ndarray, np.ndarray]],
-               target: int, bvec: np.ndarray, rounds: int = 40) -> tuple[list[int] | None, int]:
+               target: int, bvec: np.ndarray, rounds: int = 60) -> tuple[list[int] | None, int]:
     """Coarse stage at one initiation interval: every unit takes its cheapest option whose
     cycles are <= target, cheapness being a price-weighted resource sum. Prices start at
     1/budget and rise multiplicatively on over-used resources (a Lagrangian heuristic).
-    Returns a feasible choice or None, and how many option evaluations it took."""
+    If no price vector gives a feasible design, the least over-budget assignment is handed
+    to the repair moves of the fine stage. Returns a feasible choice or None, and how many
+    option evaluations it took."""
     finite = np.where(np.isfinite(bvec) & (bvec > 0), bvec, np.inf)
     prices = np.where(np.isfinite(finite), 1.0 / finite, 0.0)
     # a zero budget (e.g. uram 0) forbids the resource outright
     prices = np.where(bvec <= 0, 1e9, prices)
     evaluated = 0
-    for _ in range(rounds):
+    allowed = []
+    for cyc, _ in arrays:
+        ok = np.nonzero(cyc <= target)[0]
+        if ok.size == 0:
+            return None, evaluated
+        allowed.append(ok)
+    least: tuple[float, list[int]] | None = None
+    for r in range(rounds):
         choice = []
-        for cyc, res in arrays:
-            ok = np.nonzero(cyc <= target)[0]
-            if ok.size == 0:
-                return None, evaluated
+        for (cyc, res), ok in zip(arrays, allowed):
             cost = res[ok] @ prices + 1e-12 * cyc[ok]
             choice.append(int(ok[np.argmin(cost)]))
             evaluated += ok.size
         total = np.sum([arrays[u][1][i] for u, i in enumerate(choice)], axis=0)
         if _fits(total, bvec):
             return choice, evaluated
+        over_sum = _overuse(total, bvec)
+        if least is None or over_sum < least[0]:
+            least = (over_sum, choice)
         over = np.where(np.isfinite(bvec) & (bvec > 0), total / np.maximum(bvec, 1e-9), 0.0)
-        prices = prices * np.where(over > 1.0, 1.0 + over, 1.0)
-    return None, evaluated
+        step = 1.0 / (1.0 + r / 10.0)
+        prices = prices * np.where(over > 1.0, 1.0 + step * over, 1.0)
+    assert least is not None
+    repaired, n = _repair(arrays, least[1], target, bvec)
+    return repaired, evaluated + n
 
 
 def _overuse(total: np.ndarray, bvec: np.ndarray) -> float:
@@ -499,10 +511,11 @@ def coarse_to_fine(units: Sequence[Unit], budget: Mapping[str, float],
             lo = mid + 1
     notes = []
     if best is None:
-        # even the slowest option of every layer does not fit: report the cheapest design
-        slow = [int(np.argmax(c)) for c, _ in arrays]
+        # no design fits: report the cheapest one (least budget share per layer)
+        scale = np.where(np.isfinite(bvec) & (bvec > 0), bvec, 1.0)
+        slow = [int(np.argmin((r / scale).sum(axis=1))) for _, r in arrays]
         ii, lat, tot = evaluate_assignment(units, slow)
-        notes.append("no folding fits the budget; the slowest design is reported")
+        notes.append("no folding fits the budget; the cheapest design is reported")
         return FoldingResult("coarse_to_fine", slow, ii, lat, dict(zip(RESOURCES, tot.tolist())),
                              False, evaluated, time.perf_counter() - t0, notes)
     # fine: try every lower interval with local repair moves

@@ -55,7 +55,11 @@ def solve_exact(units: Sequence[Unit], budget: Mapping[str, float],
     status = m.optimize(max_seconds=time_limit_s)
     seconds = time.perf_counter() - t0
     if status not in (mip.OptimizationStatus.OPTIMAL, mip.OptimizationStatus.FEASIBLE):
-        slow = [int(np.argmax([o.cycles for o in u.options])) for u in units]
+        # no design fits: report the cheapest one (least budget share per layer)
+        bvec = np.array([float(budget.get(r, math.inf)) for r in RESOURCES])
+        scale = np.where(np.isfinite(bvec) & (bvec > 0), bvec, 1.0)
+        slow = [int(np.argmin([sum(v / s for v, s in zip(o.res, scale)) for o in u.options]))
+                for u in units]
         ii_v, lat, tot = evaluate_assignment(units, slow)
         return FoldingResult("exact", slow, ii_v, lat, dict(zip(RESOURCES, tot.tolist())),
                              False, sum(len(u.options) for u in units), seconds,
