@@ -1,0 +1,413 @@
+"""PyTorch modules for the hybrid (multiplication-reduced) layers, usable inside a
+Brevitas network and exported to our QONNX custom ops.
+
+- `ShiftConv2d` / `ShiftLinear` (DeepShift): the forward pass uses the weight
+  ``sign(w) * 2^round(log2|w|)``, magnitude clamped to ``[2^-(2^(b-1)-1), 1]`` for
+  ``b = weight_bits`` (zeros stay zero), with a straight-through gradient to the
+  full-precision weight.
+- `AdderConv2d` / `AdderLinear` (AdderNet): ``y = -sum |x - w|`` over the receptive
+  field. A custom autograd function gives the weight the full-precision gradient
+  ``(x - w)`` rescaled adaptively to ``eta * sqrt(numel(w)) / ||grad||`` and the input
+  the gradient ``HardTanh(w - x)``. The forward pass uses ``torch.cdist(p=1)`` on the
+  unfolded input and the backward pass works in chunks of output channels, so no
+  ``N x O x K x L`` tensor is ever built whole.
+  When the input is a Brevitas ``QuantTensor`` its (per-tensor) scale is remembered in
+  the buffer ``input_scale`` and the weights are rounded onto that grid (signed
+  ``weight_bits``-bit integers times the scale, half to even, straight-through), so
+  hardware computes ``-sum |x_int - w_int|``. With a plain tensor input and no scale
+  seen yet, the weights stay in float.
+
+Export: during ``torch.onnx.export`` (which ``brevitas.export.export_qonnx`` calls) the
+modules emit nodes of domain ``nashc.runtime.ops`` (`ShiftConv`, `AdderConv`,
+`ShiftMatMul`, `AdderMatMul`, see `nashc.runtime.ops`) whose weight input is the already
+shifted / grid-rounded weight: under the TorchScript exporter (``dynamo=False``) through
+the ``symbolic`` method of an autograd function, under the dynamo exporter
+(``dynamo=True``) through ``torch.onnx.ops.symbolic``. Both are tested. Conv forms carry
+``kernel_shape, strides, pads, group, dilations, weight_bits``; MatMul forms take
+``W`` as (K, N) (the transposed ``nn.Linear`` weight) and have no bias.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "DOMAIN",
+    "ShiftConv2d",
+    "ShiftLinear",
+    "AdderConv2d",
+    "AdderLinear",
+    "HYBRID_MODULES",
+    "shift_weight",
+    "adder_weight",
+    "adder_core",
+    "adaptive_grad_scale",
+]
+
+DOMAIN = "nashc.runtime.ops"
+_CHUNK_ELEMS = 1 << 22  # elements per chunk of the adder input-gradient computation
+
+
+def _unpack(x: Any) -> tuple[Tensor, Tensor | None]:
+    """(value, per-tensor scale or None) of a Tensor or Brevitas QuantTensor."""
+    if isinstance(x, Tensor):
+        return x, None
+    value = getattr(x, "value", None)
+    if value is None:
+        raise TypeError(f"expected a Tensor or QuantTensor, got {type(x).__name__}")
+    scale = getattr(x, "scale", None)
+    if scale is not None and scale.numel() != 1:
+        scale = None  # only per-tensor input grids are supported
+    return value, scale
+
+
+def _exporting_dynamo() -> bool:
+    return bool(torch.compiler.is_exporting() and torch.onnx.is_in_onnx_export())
+
+
+def _exporting_torchscript() -> bool:
+    return bool(torch.onnx.is_in_onnx_export() and not torch.compiler.is_exporting())
+
+
+# -- weight transforms -----------------------------------------------------------------
+
+
+class _ShiftWeightFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, w: Tensor, bits: int) -> Tensor:
+        lo = -(2 ** (bits - 1) - 1)
+        mag = w.abs()
+        e = torch.clamp(torch.round(torch.log2(torch.where(mag > 0, mag, 1.0))), lo, 0)
+        return torch.where(mag > 0, torch.sign(w) * torch.exp2(e), torch.zeros_like(w))
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return grad, None
+
+
+def shift_weight(w: Tensor, bits: int) -> Tensor:
+    """``sign(w) * 2^round(log2|w|)``, magnitude clamped to ``[2^-(2^(b-1)-1), 1]``;
+    straight-through gradient."""
+    if bits < 2:
+        raise ValueError(f"shift weights need at least 2 bits, got {bits}")
+    out: Tensor = _ShiftWeightFn.apply(w, bits)
+    return out
+
+
+class _GridWeightFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, w: Tensor, scale: Tensor, bits: int) -> Tensor:
+        q = torch.clamp(torch.round(w / scale), -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+        return q * scale
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        return grad, None, None
+
+
+def adder_weight(w: Tensor, scale: Tensor | None, bits: int) -> Tensor:
+    """``w`` rounded onto the grid ``scale * [-2^(b-1), 2^(b-1)-1]`` (half to even, as
+    `nashc.runtime.ops.to_adder_weights`), straight-through; ``w`` itself if ``scale``
+    is None or not positive."""
+    if scale is None:
+        return w
+    s = scale.detach().reshape(())
+    if not bool(s > 0):
+        return w
+    out: Tensor = _GridWeightFn.apply(w, s, bits)
+    return out
+
+
+def adaptive_grad_scale(grad: Tensor, eta: float) -> Tensor:
+    """AdderNet's adaptive learning-rate scaling: ``grad * eta * sqrt(numel) / ||grad||_2``."""
+    norm = grad.norm(p=2)
+    if not bool(norm > 0):
+        return grad
+    return grad * (eta * math.sqrt(grad.numel()) / norm)
+
+
+# -- adder arithmetic --------------------------------------------------------------------
+
+
+class _AdderFn(torch.autograd.Function):
+    """cols (N, K, L), w (O, K) -> y (N, O, L) = -sum_k |cols[n,k,l] - w[o,k]|."""
+
+    @staticmethod
+    def forward(ctx: Any, cols: Tensor, w: Tensor, eta: float) -> Tensor:
+        ctx.save_for_backward(cols, w)
+        ctx.eta = eta
+        y = -torch.cdist(cols.transpose(1, 2).contiguous(), w.unsqueeze(0).contiguous(), p=1)
+        return y.transpose(1, 2)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        cols, w = ctx.saved_tensors
+        g = grad  # (N, O, L)
+        grad_cols = grad_w = None
+        if ctx.needs_input_grad[1]:
+            # full-precision gradient dY/dW = X - W
+            gw = torch.einsum("nol,nkl->ok", g, cols) - w * g.sum(dim=(0, 2)).unsqueeze(1)
+            grad_w = adaptive_grad_scale(gw, ctx.eta)
+        if ctx.needs_input_grad[0]:
+            # dY/dX = HardTanh(W - X), accumulated in chunks of output channels
+            n, k, length = cols.shape
+            o = w.shape[0]
+            step = max(1, _CHUNK_ELEMS // max(1, n * k * length))
+            grad_cols = torch.zeros_like(cols)
+            for o0 in range(0, o, step):
+                wc = w[o0:o0 + step]  # (Oc, K)
+                ht = F.hardtanh(wc.unsqueeze(0).unsqueeze(-1) - cols.unsqueeze(1))
+                grad_cols += torch.einsum("nol,nokl->nkl", g[:, o0:o0 + step], ht)
+        return grad_cols, grad_w, None
+
+
+def adder_core(cols: Tensor, w: Tensor, eta: float = 0.2) -> Tensor:
+    """``y[n,o,l] = -sum_k |cols[n,k,l] - w[o,k]|`` with AdderNet's gradients."""
+    out: Tensor = _AdderFn.apply(cols, w, eta)
+    return out
+
+
+# -- ONNX emission -------------------------------------------------------------------------
+
+
+def _conv_attrs(k: int, stride: int, pad: int, bits: int) -> dict[str, Any]:
+    return {"kernel_shape": [k, k], "strides": [stride, stride], "pads": [pad] * 4,
+            "group": 1, "dilations": [1, 1], "weight_bits": bits}
+
+
+class _EmitFn(torch.autograd.Function):
+    """Export-only: its forward returns a zero tensor of the right shape (the exporter
+    only needs shapes), its symbolic emits our custom op (TorchScript exporter)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor | None, op_type: str,
+                attrs: dict[str, Any], out_shape: tuple[int, ...]) -> Tensor:
+        return x.new_zeros(out_shape)
+
+    @staticmethod
+    def symbolic(g: Any, x: Any, w: Any, b: Any, op_type: str, attrs: dict[str, Any],
+                 out_shape: tuple[int, ...]) -> Any:
+        kw: dict[str, Any] = {}
+        for key, val in attrs.items():
+            kw[f"{key}_i"] = val
+        inputs = [x, w] if b is None else [x, w, b]
+        out = g.op(f"{DOMAIN}::{op_type}", *inputs, **kw)
+        out.setType(x.type().with_sizes(list(out_shape)))
+        return out
+
+
+def _emit(op_type: str, x: Tensor, w: Tensor, b: Tensor | None, attrs: dict[str, Any],
+          out_shape: tuple[int, ...]) -> Tensor:
+    if _exporting_dynamo():
+        inputs = (x, w) if b is None else (x, w, b)
+        out: Tensor = torch.onnx.ops.symbolic(f"{DOMAIN}::{op_type}", inputs, attrs,
+                                              dtype=x.dtype, shape=out_shape, version=1)
+        return out
+    out = _EmitFn.apply(x, w, b, op_type, attrs, out_shape)
+    return out
+
+
+def _remember_scale(buffer: Tensor, scale: Tensor | None) -> Tensor:
+    """Stores a seen input scale in `buffer`; returns the scale to use."""
+    if scale is not None:
+        buffer.copy_(scale.detach().reshape(()))
+        return scale
+    return buffer
+
+
+def _conv_out_hw(h: int, w: int, k: int, stride: int, pad: int) -> tuple[int, int]:
+    return (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+
+
+# -- modules --------------------------------------------------------------------------------
+
+
+class _HybridConvBase(nn.Module):
+    kind = "shift"
+    export_weight: Tensor  # buffer: the weight of the last forward pass, as exported
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, bias: bool = False, weight_bits: int = 4) -> None:
+        super().__init__()
+        if weight_bits < 2:
+            raise ValueError(f"{type(self).__name__} needs weight_bits >= 2, got {weight_bits}")
+        self.in_channels = in_ch
+        self.out_channels = out_ch
+        self.kernel_size = int(kernel_size)
+        self.stride = int(stride)
+        self.padding = int(padding)
+        self.weight_bits = int(weight_bits)
+        self.weight = nn.Parameter(torch.empty(out_ch, in_ch, self.kernel_size, self.kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}, "
+                f"weight_bits={self.weight_bits}")
+
+    def _attrs(self) -> dict[str, Any]:
+        return _conv_attrs(self.kernel_size, self.stride, self.padding, self.weight_bits)
+
+    def _out_shape(self, x: Tensor) -> tuple[int, ...]:
+        oh, ow = _conv_out_hw(int(x.shape[2]), int(x.shape[3]), self.kernel_size, self.stride,
+                              self.padding)
+        return (int(x.shape[0]), self.out_channels, oh, ow)
+
+
+class ShiftConv2d(_HybridConvBase):
+    """Conv2d whose weights are signed powers of two (DeepShift, straight-through)."""
+
+    kind = "shift"
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, bias: bool = False, weight_bits: int = 4) -> None:
+        super().__init__(in_ch, out_ch, kernel_size, stride, padding, bias, weight_bits)
+        self.register_buffer("export_weight", self.effective_weight().detach().clone(),
+                             persistent=False)
+
+    def effective_weight(self) -> Tensor:
+        return shift_weight(self.weight, self.weight_bits)
+
+    def forward(self, x: Any) -> Tensor:
+        v, _ = _unpack(x)
+        if torch.onnx.is_in_onnx_export():
+            return _emit("ShiftConv", v, self.export_weight, self.bias, self._attrs(),
+                         self._out_shape(v))
+        w = self.effective_weight()
+        self.export_weight = w.detach().clone()
+        return F.conv2d(v, w, self.bias, self.stride, self.padding)
+
+
+class AdderConv2d(_HybridConvBase):
+    """AdderNet convolution ``y = -sum |x - w|`` (zero padding contributes ``|0 - w|``)."""
+
+    kind = "adder"
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, bias: bool = False, weight_bits: int = 4,
+                 eta: float = 0.2) -> None:
+        super().__init__(in_ch, out_ch, kernel_size, stride, padding, bias, weight_bits)
+        self.eta = eta
+        nn.init.kaiming_normal_(self.weight)
+        self.register_buffer("input_scale", torch.zeros(()))
+        self.register_buffer("export_weight", self.weight.detach().clone(), persistent=False)
+
+    input_scale: Tensor
+
+    def _scale(self, scale: Tensor | None) -> Tensor:
+        return _remember_scale(self.input_scale, scale)
+
+    def effective_weight(self, scale: Tensor | None = None) -> Tensor:
+        return adder_weight(self.weight, self.input_scale if scale is None else scale,
+                            self.weight_bits)
+
+    def forward(self, x: Any) -> Tensor:
+        v, scale = _unpack(x)
+        if torch.onnx.is_in_onnx_export():
+            return _emit("AdderConv", v, self.export_weight, self.bias, self._attrs(),
+                         self._out_shape(v))
+        w = self.effective_weight(self._scale(scale))
+        self.export_weight = w.detach().clone()
+        n, _, h, wd = v.shape
+        oh, ow = _conv_out_hw(h, wd, self.kernel_size, self.stride, self.padding)
+        cols = F.unfold(v, self.kernel_size, padding=self.padding, stride=self.stride)
+        y = adder_core(cols, w.reshape(self.out_channels, -1), self.eta)
+        y = y.reshape(n, self.out_channels, oh, ow)
+        if self.bias is not None:
+            y = y + self.bias.reshape(1, -1, 1, 1)
+        return y
+
+
+class _HybridLinearBase(nn.Module):
+    kind = "shift"
+    export_weight: Tensor  # buffer: (K, N) weight of the last forward pass, as exported
+
+    def __init__(self, in_f: int, out_f: int, bias: bool = False, weight_bits: int = 4) -> None:
+        super().__init__()
+        if weight_bits < 2:
+            raise ValueError(f"{type(self).__name__} needs weight_bits >= 2, got {weight_bits}")
+        self.in_features = in_f
+        self.out_features = out_f
+        self.weight_bits = int(weight_bits)
+        self.weight = nn.Parameter(torch.empty(out_f, in_f))
+        self.bias = nn.Parameter(torch.zeros(out_f)) if bias else None
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}, weight_bits={self.weight_bits}")
+
+    def _emit(self, op_type: str, v: Tensor, w: Tensor) -> Tensor:
+        shape = (*[int(d) for d in v.shape[:-1]], self.out_features)
+        y = _emit(op_type, v, w, None, {"weight_bits": self.weight_bits}, shape)
+        if self.bias is not None:
+            y = y + self.bias
+        return y
+
+
+class ShiftLinear(_HybridLinearBase):
+    """Linear layer with signed power-of-two weights (DeepShift, straight-through)."""
+
+    kind = "shift"
+
+    def __init__(self, in_f: int, out_f: int, bias: bool = False, weight_bits: int = 4) -> None:
+        super().__init__(in_f, out_f, bias, weight_bits)
+        self.register_buffer("export_weight", self.effective_weight().detach().t().contiguous(),
+                             persistent=False)
+
+    def effective_weight(self) -> Tensor:
+        return shift_weight(self.weight, self.weight_bits)
+
+    def forward(self, x: Any) -> Tensor:
+        v, _ = _unpack(x)
+        if torch.onnx.is_in_onnx_export():
+            return self._emit("ShiftMatMul", v, self.export_weight)
+        w = self.effective_weight()
+        self.export_weight = w.detach().t().contiguous()
+        return F.linear(v, w, self.bias)
+
+
+class AdderLinear(_HybridLinearBase):
+    """AdderNet fully-connected layer ``y[..., o] = -sum_k |x[..., k] - w[o, k]|``."""
+
+    kind = "adder"
+
+    def __init__(self, in_f: int, out_f: int, bias: bool = False, weight_bits: int = 4,
+                 eta: float = 0.2) -> None:
+        super().__init__(in_f, out_f, bias, weight_bits)
+        self.eta = eta
+        nn.init.kaiming_normal_(self.weight)
+        self.register_buffer("input_scale", torch.zeros(()))
+        self.register_buffer("export_weight", self.weight.detach().t().contiguous(),
+                             persistent=False)
+
+    input_scale: Tensor
+
+    def _scale(self, scale: Tensor | None) -> Tensor:
+        return _remember_scale(self.input_scale, scale)
+
+    def effective_weight(self, scale: Tensor | None = None) -> Tensor:
+        return adder_weight(self.weight, self.input_scale if scale is None else scale,
+                            self.weight_bits)
+
+    def forward(self, x: Any) -> Tensor:
+        v, scale = _unpack(x)
+        if torch.onnx.is_in_onnx_export():
+            return self._emit("AdderMatMul", v, self.export_weight)
+        w = self.effective_weight(self._scale(scale))
+        self.export_weight = w.detach().t().contiguous()
+        lead = v.shape[:-1]
+        cols = v.reshape(-1, self.in_features, 1)
+        y = adder_core(cols, w, self.eta).reshape(*lead, self.out_features)
+        if self.bias is not None:
+            y = y + self.bias
+        return y
+
+
+HYBRID_MODULES = (ShiftConv2d, ShiftLinear, AdderConv2d, AdderLinear)
