@@ -141,6 +141,31 @@ class FoldingResult:
 # --- the option model ------------------------------------------------------------------
 
 
+def _fast(inst: Any) -> Any:
+    """Caches attribute look-ups on this (throw-away) instance. qonnx rebuilds the
+    attribute table and searches the node's attribute list on every `get_nodeattr`,
+    which dominates the cost of FINN's estimators when thousands of options are costed.
+    Values are cached until `set_nodeattr` changes them, so the estimates are FINN's own
+    (the tests compare the search's figures with FINN's analyses on the result graph)."""
+    types = inst.get_nodeattr_types()
+    inst.get_nodeattr_types = lambda: types
+    cache: dict[str, Any] = {}
+    get, put = inst.get_nodeattr, inst.set_nodeattr
+
+    def cached_get(name: str) -> Any:
+        if name not in cache:
+            cache[name] = get(name)
+        return cache[name]
+
+    def uncached_set(name: str, value: Any) -> None:
+        put(name, value)
+        cache.pop(name, None)
+
+    inst.get_nodeattr = cached_get
+    inst.set_nodeattr = uncached_set
+    return inst
+
+
 def _node_cost(inst: Any, fpgapart: str) -> tuple[int, tuple[float, float, float, float]]:
     est = inst.node_res_estimation(fpgapart)
     return int(inst.get_exp_cycles()), tuple(float(est.get(r, 0.0)) for r in RESOURCES)  # type: ignore[return-value]
@@ -231,12 +256,11 @@ def _pareto_prune(options: list[Option]) -> list[Option]:
     vec = np.concatenate([cyc[:, None], res], axis=1)
     keep = []
     order = np.lexsort(vec.T[::-1])  # by cycles, then resources
-    kept_vecs: list[np.ndarray] = []
+    kept = np.empty((0, vec.shape[1]))
     for i in order:
         v = vec[i]
-        dominated = any(np.all(k <= v) for k in kept_vecs)
-        if not dominated:
-            kept_vecs.append(v)
+        if not np.any(np.all(kept <= v, axis=1)):
+            kept = np.vstack([kept, v])
             keep.append(options[i])
     return keep
 
@@ -260,7 +284,7 @@ def enumerate_units(model: ModelWrapper, fpgapart: str, prune: bool = True) -> l
     for node in nodes:
         if node.name in grouped:
             continue
-        inst = getCustomOp(node)
+        inst = _fast(getCustomOp(node))
         if node.op_type.startswith(("VVAU", "Pool")):
             units.append(_depthwise_unit(work, node, inst, fpgapart))
             continue
@@ -287,7 +311,7 @@ def enumerate_units(model: ModelWrapper, fpgapart: str, prune: bool = True) -> l
 def _depthwise_unit(work: ModelWrapper, node: Any, inst: Any, fpgapart: str) -> Unit:
     """A VVAU/Pool layer and its window generator: the generator's SIMD equals the PE."""
     prod = work.find_producer(node.input[0])
-    swg = getCustomOp(prod) if prod is not None and prod.op_type.startswith(
+    swg = _fast(getCustomOp(prod)) if prod is not None and prod.op_type.startswith(
         "ConvolutionInputGenerator") else None
     channels = int(inst.get_nodeattr("Channels") if "Channels" in _attr_names(inst)
                    else inst.get_nodeattr("NumChannels"))
