@@ -1,0 +1,578 @@
+"""Lowering of nashc's hybrid ops through FINN, and the level-3 golden check.
+
+FINN's streamlining does not know ``AdderConv``/``ShiftConv``/``AdderMatMul``/
+``ShiftMatMul``: it leaves the scalar input scale (a ``Mul`` from the previous
+activation's quantizer) in front of them and the convolution in NCHW. The extra steps
+(`hybrid_extra_steps`, run by `lower_to_hw` after FINN's streamlining):
+
+1. ``hybrid_streamline``: moves scalar ``Mul`` past the hybrid ops
+   (`MoveScalarMulPastAdderMatMul`, `MoveScalarMulPastShiftMatMul`), lowers hybrid
+   convolutions to ``Transpose -> Im2Col -> *MatMul -> Transpose`` exactly as qonnx's
+   ``LowerConvsToMatMul`` does for ``Conv`` (`LowerHybridConvsToMatMul`), then repeats the
+   part of FINN's streamlining that follows ``LowerConvsToMatMul`` (transposes absorbed
+   into thresholds, ``Streamline``, ``RoundAndClipThresholds``).
+2. ``infer_hybrid_mvau``: `InferHybridMVAU` turns ``AdderMatMul``/``ShiftMatMul`` (+ a
+   following ``MultiThreshold``) into nashc's ``AdderMVAU``/``ShiftMVAU`` hardware
+   layers, which FINN's ``SpecializeLayers`` turns into ``*_hls``.
+
+`verify_dataflow` is verification level 3: FINN's parent model with its dataflow
+partition, executed layer by layer in python, against the level-2 model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from onnx import TensorProto, helper
+from qonnx.core.datatype import DataType
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
+from qonnx.transformation.base import Transformation
+
+from nashc.dsl.errors import NashcError
+from nashc.runtime.ops import is_shift_weights
+from nashc.targets import hw_layers
+from nashc.targets.lower import ExtraStep, LoweredModel
+
+__all__ = [
+    "HybridLoweringError",
+    "MoveScalarMulPastAdderMatMul",
+    "MoveScalarMulPastShiftMatMul",
+    "LowerHybridConvsToMatMul",
+    "InferHybridMVAU",
+    "step_hybrid_streamline",
+    "hybrid_extra_steps",
+    "execute_dataflow",
+    "verify_dataflow",
+]
+
+NASHC_DOMAIN = "nashc.runtime.ops"
+_INT_TOL = 1e-3  # relative tolerance when checking that w / s lands on integers
+
+
+class HybridLoweringError(NashcError):
+    """A hybrid op cannot be lowered to FINN hardware layers (names node and op type)."""
+
+
+def _where(node: Any) -> str:
+    return f"node {node.name!r} ({node.op_type})"
+
+
+def _scalar_mul_const(model: ModelWrapper, node: Any) -> float | None:
+    """The scalar of ``Mul(x, c)`` with a constant c of one element, else None."""
+    if node is None or node.op_type != "Mul" or node.domain not in ("", "ai.onnx"):
+        return None
+    c = model.get_initializer(node.input[1])
+    if c is None or c.size != 1:
+        return None
+    return float(np.asarray(c).flatten()[0])
+
+
+class _MoveScalarMulPastHybrid(Transformation):
+    """Base: have ``x -> Mul(s) -> Hybrid(W[, b]) -> y``; want
+    ``x -> Hybrid(W', b') -> Mul(m) -> y``."""
+
+    op_types: tuple[str, ...] = ()
+
+    def _rescale(self, node: Any, w: np.ndarray, s: float) -> tuple[np.ndarray, float] | None:
+        raise NotImplementedError
+
+    def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
+        graph = model.graph
+        for node in list(graph.node):
+            if node.domain != NASHC_DOMAIN or node.op_type not in self.op_types:
+                continue
+            prod = model.find_producer(node.input[0])
+            s = _scalar_mul_const(model, prod)
+            if s is None or s == 0.0 or model.is_fork_node(prod):
+                continue
+            w = model.get_initializer(node.input[1])
+            if w is None:
+                continue
+            res = self._rescale(node, np.asarray(w, dtype=np.float64), s)
+            if res is None:
+                continue
+            new_w, m = res
+            # have: x -> Mul(s) -> H(W, b) -> y ; want: x -> H(W', b/m) -> Mul(m) -> y
+            model.set_initializer(node.input[1], new_w.astype(np.float32))
+            if len(node.input) > 2 and node.input[2]:
+                b = model.get_initializer(node.input[2])
+                if b is None:
+                    continue
+                model.set_initializer(node.input[2], (np.asarray(b, np.float64) / m)
+                                      .astype(np.float32))
+            x = prod.input[0]
+            y = node.output[0]
+            mid = model.make_new_valueinfo_name()
+            node.input[0] = x
+            node.output[0] = mid
+            cname = model.make_new_valueinfo_name()
+            model.set_initializer(cname, np.asarray(m, dtype=np.float32))
+            mul = helper.make_node("Mul", [mid, cname], [y], name=prod.name)
+            graph.node.remove(prod)
+            graph.node.insert(list(graph.node).index(node) + 1, mul)
+            model.set_tensor_datatype(mid, DataType["FLOAT32"])
+            from qonnx.transformation.infer_datatypes import InferDataTypes
+            from qonnx.transformation.infer_shapes import InferShapes
+
+            model = model.transform(InferShapes())
+            model = model.transform(InferDataTypes())
+            return model, True
+        return model, False
+
+
+class MoveScalarMulPastAdderMatMul(_MoveScalarMulPastHybrid):
+    """Moves a scalar input ``Mul(s)`` past an ``AdderMatMul``/``AdderConv``.
+
+    ``-sum|s x - w| = |s| * (-sum|x - w/s|)``: the weights become ``w / s`` (and a bias
+    ``b / |s|``), a ``Mul(|s|)`` follows. Applies only when ``w / s`` are integers (the
+    adder datapath works on the integer codes); otherwise the node is left as it is.
+    """
+
+    op_types = ("AdderMatMul", "AdderConv")
+
+    def _rescale(self, node: Any, w: np.ndarray, s: float) -> tuple[np.ndarray, float] | None:
+        q = w / s
+        r = np.round(q)
+        if np.any(np.abs(q - r) > _INT_TOL * np.maximum(1.0, np.abs(r))):
+            return None
+        return r, abs(s)
+
+
+class MoveScalarMulPastShiftMatMul(_MoveScalarMulPastHybrid):
+    """Moves a scalar input ``Mul(s)`` past a ``ShiftMatMul``/``ShiftConv``:
+    ``(s x) @ W = s (x @ W)``; the power-of-two weights are unchanged."""
+
+    op_types = ("ShiftMatMul", "ShiftConv")
+
+    def _rescale(self, node: Any, w: np.ndarray, s: float) -> tuple[np.ndarray, float] | None:
+        return w, s
+
+
+class LowerHybridConvsToMatMul(Transformation):
+    """Replaces AdderConv/ShiftConv with Transpose -> Im2Col -> AdderMatMul/ShiftMatMul ->
+    Transpose (NHWC in between), as qonnx's ``LowerConvsToMatMul`` does for Conv: weights
+    OIHW -> (kh*kw*I, O) in [kh][kw][I] order, Im2Col zero-padding (``|0 - w|`` for
+    adder), a bias as an ``Add`` after. Grouped/depthwise hybrid convs are rejected."""
+
+    def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
+        graph = model.graph
+        changed = False
+        for node in list(graph.node):
+            if node.domain != NASHC_DOMAIN or node.op_type not in ("AdderConv", "ShiftConv"):
+                continue
+            inst = getCustomOp(node)
+            group = int(inst.get_nodeattr("group"))
+            if group != 1:
+                raise HybridLoweringError(f"{_where(node)}: group={group}: grouped hybrid "
+                                          "convolutions have no FINN lowering yet")
+            w = model.get_initializer(node.input[1])
+            if w is None:
+                raise HybridLoweringError(f"{_where(node)}: weights must be an initializer")
+            ks = list(inst.get_nodeattr("kernel_shape"))
+            strides = list(inst.get_nodeattr("strides")) or [1, 1]
+            pads = list(inst.get_nodeattr("pads")) or [0, 0, 0, 0]
+            dil = list(inst.get_nodeattr("dilations")) or [1, 1]
+            ishape = model.get_tensor_shape(node.input[0])
+            oshape = model.get_tensor_shape(node.output[0])
+            if ishape is None or oshape is None or len(ishape) != 4:
+                raise HybridLoweringError(f"{_where(node)}: needs 4D NCHW shapes")
+            n, ci, ih, iw = (int(d) for d in ishape)
+            co, oh, ow = int(oshape[1]), int(oshape[2]), int(oshape[3])
+            kh, kw = int(ks[0]), int(ks[1])
+            idt = model.get_tensor_datatype(node.input[0])
+            odt = model.get_tensor_datatype(node.output[0])
+            wm = np.asarray(w).transpose(0, 2, 3, 1).reshape(co, ci * kh * kw).T
+            wname = model.make_new_valueinfo_name()
+            model.set_initializer(wname, np.ascontiguousarray(wm).astype(np.float32))
+            model.set_tensor_datatype(wname, model.get_tensor_datatype(node.input[1]))
+
+            def vi(shape: tuple[int, ...], dt: DataType) -> str:
+                t = helper.make_tensor_value_info(model.make_new_valueinfo_name(),
+                                                  TensorProto.FLOAT, shape)
+                graph.value_info.append(t)
+                model.set_tensor_datatype(t.name, dt)
+                return t.name
+
+            # have: x(NCHW) -> HybridConv(W[, b]) -> y
+            # want: x -> Transpose -> Im2Col -> HybridMatMul(W') -> Transpose [-> Add b] -> y
+            nhwc = vi((n, ih, iw, ci), idt)
+            new = [helper.make_node("Transpose", [node.input[0]], [nhwc], perm=[0, 2, 3, 1])]
+            need_im2col = any(p != 0 for p in pads) or (kh, kw) != (1, 1) or \
+                tuple(strides) != (1, 1)
+            mm_in = nhwc
+            if need_im2col:
+                mm_in = vi((n, oh, ow, ci * kh * kw), idt)
+                new.append(helper.make_node(
+                    "Im2Col", [nhwc], [mm_in], domain="qonnx.custom_op.general",
+                    stride=[int(s) for s in strides], kernel_size=[kh, kw],
+                    pad_amount=[int(p) for p in pads],
+                    input_shape=f"({n},{ih},{iw},{ci})", depthwise=0,
+                    dilations=[int(d) for d in dil]))
+            mm_out = vi((n, oh, ow, co), odt)
+            mm_type = node.op_type.replace("Conv", "MatMul")
+            new.append(helper.make_node(mm_type, [mm_in, wname], [mm_out], name=node.name,
+                                        domain=NASHC_DOMAIN,
+                                        weight_bits=int(inst.get_nodeattr("weight_bits"))))
+            bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
+            if bias is None:
+                new.append(helper.make_node("Transpose", [mm_out], [node.output[0]],
+                                            perm=[0, 3, 1, 2]))
+            else:
+                b = model.get_initializer(bias)
+                if b is None:
+                    raise HybridLoweringError(f"{_where(node)}: bias must be an initializer")
+                nchw = vi((n, co, oh, ow), DataType["FLOAT32"])
+                bname = model.make_new_valueinfo_name()
+                model.set_initializer(bname, np.asarray(b, np.float32).reshape(1, co, 1, 1))
+                new.append(helper.make_node("Transpose", [mm_out], [nchw], perm=[0, 3, 1, 2]))
+                new.append(helper.make_node("Add", [nchw, bname], [node.output[0]]))
+            pos = list(graph.node).index(node)
+            graph.node.remove(node)
+            for k, nn in enumerate(new):
+                graph.node.insert(pos + k, nn)
+            changed = True
+        if changed:
+            from qonnx.transformation.infer_shapes import InferShapes
+
+            model = model.transform(InferShapes())
+        return model, False
+
+
+def _int_dtype(lo: float, hi: float) -> DataType:
+    if lo >= 0:
+        return DataType.get_smallest_possible(hi)
+    return DataType.get_smallest_possible(min(lo, -hi - 1))
+
+
+class InferHybridMVAU(Transformation):
+    """Replaces AdderMatMul/ShiftMatMul (+ a following MultiThreshold) with AdderMVAU/
+    ShiftMVAU, as FINN's InferQuantizedMatrixVectorActivation does for MatMul.
+
+    Needs integer input codes; adder weights must be integers (after
+    `MoveScalarMulPastAdderMatMul`), shift weights ``0``/``±2^e``, stored integer-coded
+    ``W * 2^-e_min`` with thresholds scaled alike (see `nashc.targets.hw_layers`).
+    Thresholds are rounded up to integers (exact for the integer accumulator). A node
+    that does not qualify is left alone (the lowering then reports it by name)."""
+
+    def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
+        graph = model.graph
+        for node in list(graph.node):
+            if node.domain != NASHC_DOMAIN or node.op_type not in ("AdderMatMul",
+                                                                    "ShiftMatMul"):
+                continue
+            if self._convert(model, node):
+                from qonnx.transformation.infer_datatypes import InferDataTypes
+                from qonnx.transformation.infer_shapes import InferShapes
+
+                model = model.transform(InferShapes())
+                model = model.transform(InferDataTypes())
+                return model, True
+        return model, False
+
+    def _convert(self, model: ModelWrapper, n: Any) -> bool:
+        kind = "adder" if n.op_type == "AdderMatMul" else "shift"
+        idt = model.get_tensor_datatype(n.input[0])
+        w = model.get_initializer(n.input[1])
+        ishape = model.get_tensor_shape(n.input[0])
+        if w is None or ishape is None or not idt.is_integer():
+            return False
+        w = np.asarray(w, dtype=np.float64)
+        bits = int(getCustomOp(n).get_nodeattr("weight_bits"))
+        attrs: dict[str, Any] = {"weightBits": bits}
+        scale = 1.0
+        if kind == "adder":
+            if np.any(w != np.round(w)):
+                return False
+            w_int = w
+            wdt = _int_dtype(float(w.min()), float(w.max()))
+        else:
+            if not is_shift_weights(w, bits) and not is_shift_weights(
+                    w / max(float(np.abs(w).max()), 1e-300), bits):
+                return False
+            nz = np.abs(w[w != 0])
+            e_min = int(np.min(np.log2(nz))) if nz.size else 0
+            scale = 2.0 ** (-e_min)
+            w_int = w * scale
+            if np.any(w_int != np.round(w_int)):
+                return False
+            attrs["shiftExpMin"] = e_min
+            wdt = DataType[f"INT{hw_layers.shift_word_bits(w_int)}"]
+        mw, mh = int(w.shape[0]), int(w.shape[1])
+        wname = model.make_new_valueinfo_name()
+        model.set_initializer(wname, w_int.astype(np.float32))
+        model.set_tensor_datatype(wname, wdt)
+        consumers = model.find_consumers(n.output[0]) or []
+        mt = consumers[0] if len(consumers) == 1 and \
+            consumers[0].op_type == "MultiThreshold" else None
+        op_type = "AdderMVAU" if kind == "adder" else "ShiftMVAU"
+        common = dict(domain=hw_layers.HW_DOMAIN, backend="fpgadataflow", MW=mw, MH=mh,
+                      SIMD=1, PE=1, inputDataType=idt.name, weightDataType=wdt.name,
+                      binaryXnorMode=0, numInputVectors=[int(d) for d in ishape[:-1]],
+                      name=f"{op_type}_{n.name}", mem_mode="internal_decoupled",
+                      resType="lut", **attrs)
+        pos = list(model.graph.node).index(n)
+        if mt is not None:
+            mti = getCustomOp(mt)
+            t = model.get_initializer(mt.input[1])
+            if t is None or t.shape[0] not in (1, mh):
+                return False
+            if mti.get_nodeattr("out_scale") != 1.0:
+                return False
+            actval = float(mti.get_nodeattr("out_bias"))
+            odt = model.get_tensor_datatype(mt.output[0])
+            if actval != int(actval) or (odt.signed() and actval >= 0):
+                return False
+            t_int = np.ceil(np.asarray(t, np.float64) * scale)
+            tname = model.make_new_valueinfo_name()
+            model.set_initializer(tname, t_int.astype(np.float32))
+            new = helper.make_node(op_type, [n.input[0], wname, tname], [mt.output[0]],
+                                   outputDataType=odt.name, ActVal=int(actval),
+                                   noActivation=0, **common)
+            model.graph.node.insert(pos, new)
+            model.graph.node.remove(n)
+            model.graph.node.remove(mt)
+        else:
+            out = n.output[0]
+            acc_out = out if scale == 1.0 else model.make_new_valueinfo_name()
+            new = helper.make_node(op_type, [n.input[0], wname], [acc_out],
+                                   outputDataType="INT32", ActVal=0, noActivation=1,
+                                   **common)
+            model.graph.node.insert(pos, new)
+            model.graph.node.remove(n)
+            if scale != 1.0:
+                # the integer accumulator is the QONNX value times 2^-e_min: undo it
+                cname = model.make_new_valueinfo_name()
+                model.set_initializer(cname, np.asarray(1.0 / scale, dtype=np.float32))
+                model.graph.node.insert(pos + 1, helper.make_node(
+                    "Mul", [acc_out, cname], [out], name=f"{op_type}_{n.name}_scale"))
+        new = model.graph.node[pos]  # the inserted copy
+        inst = getCustomOp(new)
+        adt = inst.minimize_accumulator_width(model)
+        if mt is not None:
+            lo, hi = float(adt.min()), float(adt.max())
+            tname = new.input[2]
+            t_int = np.clip(model.get_initializer(tname), lo - 1, hi + 1)
+            model.set_initializer(tname, t_int.astype(np.float32))
+            model.set_tensor_datatype(tname, _int_dtype(float(t_int.min()),
+                                                         float(t_int.max())))
+        model.set_tensor_datatype(new.output[0],
+                                  DataType[inst.get_nodeattr("outputDataType")])
+        return True
+
+
+def step_hybrid_streamline(model: ModelWrapper) -> ModelWrapper:
+    """Moves scalar Muls past hybrid ops, lowers hybrid convs to Im2Col + matmul in NHWC
+    and repeats the tail of FINN's streamlining (as `lower.step_streamline` runs it)."""
+    import finn.transformation.streamline.absorb as absorb
+    from finn.transformation.streamline import Streamline
+    from finn.transformation.streamline.reorder import MakeMaxPoolNHWC
+    from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
+    from qonnx.transformation.general import RemoveUnusedTensors
+    from qonnx.transformation.infer_data_layouts import InferDataLayouts
+    from qonnx.transformation.infer_datatypes import InferDataTypes
+
+    if not any(n.domain == NASHC_DOMAIN for n in model.graph.node):
+        return model
+    for _ in range(3):
+        model = model.transform(MoveScalarMulPastAdderMatMul())
+        model = model.transform(MoveScalarMulPastShiftMatMul())
+        model = model.transform(Streamline())
+    model = model.transform(LowerHybridConvsToMatMul())
+    model = model.transform(MakeMaxPoolNHWC())
+    model = model.transform(absorb.AbsorbTransposeIntoMultiThreshold())
+    model = model.transform(MakeMaxPoolNHWC())
+    model = model.transform(absorb.AbsorbConsecutiveTransposes())
+    model = model.transform(Streamline())
+    model = model.transform(RoundAndClipThresholds())
+    model = model.transform(InferDataTypes())
+    model = model.transform(InferDataLayouts())
+    return model.transform(RemoveUnusedTensors())
+
+
+def hybrid_extra_steps() -> list[ExtraStep]:
+    """The extra steps `lower_to_hw` needs for graphs with nashc hybrid ops."""
+    return [
+        ExtraStep("hybrid_streamline", step_hybrid_streamline, after="streamline"),
+        ExtraStep("infer_hybrid_mvau", InferHybridMVAU(), after="streamline"),
+    ]
+
+
+# --- level 3 -------------------------------------------------------------------------
+
+
+def _run_node(model: ModelWrapper, node: Any, context: dict[str, np.ndarray]) -> None:
+    """qonnx's single-node execution with the opset version execute_onnx would use."""
+    from qonnx.core.onnx_exec import execute_node
+    from qonnx.util.basic import get_preferred_qonnx_opset
+
+    opsets = {o.domain: o.version for o in model.model.opset_import}
+    version = opsets.get(node.domain, get_preferred_qonnx_opset())
+    execute_node(node, context, model.graph, version)
+
+
+def _abstract_instance(node: Any) -> Any:
+    """The abstract FINN layer (domain finn.custom_op.fpgadataflow) of an HLS/RTL node:
+    FINN 1.6's specialised layers only execute in cppsim/rtlsim; the python execution is
+    the abstract layer's."""
+    op = node.op_type
+    for suffix in ("_hls", "_rtl"):
+        if op.endswith(suffix):
+            op = op[: -len(suffix)]
+    base = helper.make_node(op, list(node.input), list(node.output), name=node.name,
+                            domain=hw_layers.HW_DOMAIN)
+    base.attribute.extend(node.attribute)
+    return getCustomOp(base)
+
+
+def _exec_hw_or_std(model: ModelWrapper, node: Any, context: dict[str, np.ndarray]) -> None:
+    if node.domain.startswith("finn.custom_op.fpgadataflow"):
+        inst = getCustomOp(node) if hw_layers.is_hybrid_hw_node(node) else \
+            _abstract_instance(node)
+        try:
+            inst.execute_node(context, model.graph)
+        except NashcError:
+            raise
+        except Exception as err:
+            raise NashcError(f"level 3: python execution of {_where(node)} failed: "
+                             f"{type(err).__name__}: {err}") from err
+    else:
+        _run_node(model, node, context)
+
+
+def _init_context(model: ModelWrapper, context: dict[str, np.ndarray]) -> None:
+    for init in model.graph.initializer:
+        context.setdefault(init.name, model.get_initializer(init.name))
+    for vi in list(model.graph.value_info) + list(model.graph.output):
+        if vi.name not in context:
+            shape = model.get_tensor_shape(vi.name)
+            if shape is not None:
+                context[vi.name] = np.zeros(shape, dtype=np.float32)
+
+
+def execute_dataflow(model: ModelWrapper, context: dict[str, np.ndarray]) -> None:
+    """Executes a dataflow (child) graph node by node in python, in place on `context`
+    (graph inputs already in it). FINN's HLS/RTL layers run through their abstract
+    layer's python execution, nashc's hybrid layers through their own."""
+    _init_context(model, context)
+    for node in model.graph.node:
+        _exec_hw_or_std(model, node, context)
+
+
+_AFFINE_OPS = ("ElementwiseMul", "ElementwiseAdd", "ElementwiseSub", "Mul", "Add", "Sub")
+
+
+def _base_op(node: Any) -> str:
+    for suffix in ("_hls", "_rtl"):
+        if node.op_type.endswith(suffix):
+            return node.op_type[: -len(suffix)]
+    return node.op_type
+
+
+def _affine_tail(model: ModelWrapper, out: str) -> tuple[str, list[Any]]:
+    """Trailing element-wise Mul/Add/Sub-by-constant nodes ending in `out`: returns the
+    tensor before them and the nodes (in execution order)."""
+    nodes: list[Any] = []
+    t = out
+    while True:
+        p = model.find_producer(t)
+        if p is None or _base_op(p) not in _AFFINE_OPS or len(p.input) != 2:
+            break
+        if model.get_initializer(p.input[1]) is None:
+            break
+        nodes.insert(0, p)
+        t = p.input[0]
+    return t, nodes
+
+
+class _Level3Run:
+    """One execution of FINN's parent graph (dataflow partition executed in python)."""
+
+    def __init__(self, lowered: LoweredModel, inputs: dict[str, np.ndarray]) -> None:
+        parent, child = lowered.parent, lowered.dataflow
+        self.lowered = lowered
+        self.pctx: dict[str, np.ndarray] = {}
+        _init_context(parent, self.pctx)
+        pin = [i.name for i in parent.graph.input if parent.get_initializer(i.name) is None]
+        if len(pin) != len(inputs):
+            raise NashcError(f"level 3: the lowered graph has {len(pin)} inputs, the "
+                             f"level-2 model {len(inputs)}")
+        for name, val in zip(pin, inputs.values()):
+            self.pctx[name] = val
+        sdps = parent.get_nodes_by_op_type("StreamingDataflowPartition")
+        if len(sdps) != 1:
+            raise NashcError(f"level 3: expected one dataflow partition, got {len(sdps)}")
+        self.sdp = sdps[0]
+        self.cctx: dict[str, np.ndarray] = {}
+        self.after: list[Any] = []
+        seen = False
+        for node in parent.graph.node:
+            if node.op_type == "StreamingDataflowPartition":
+                for ci, pi in zip(child.graph.input, node.input):
+                    self.cctx[ci.name] = np.asarray(self.pctx[pi], np.float32).reshape(
+                        child.get_tensor_shape(ci.name))
+                execute_dataflow(child, self.cctx)
+                for co, po in zip(child.graph.output, node.output):
+                    self.pctx[po] = self.cctx[co.name]
+                seen = True
+            else:
+                if seen:
+                    self.after.append(node)
+                _run_node(parent, node, self.pctx)
+        self.output = np.asarray(self.pctx[parent.graph.output[0].name])
+        self.q_name, self.child_tail = _affine_tail(child, child.graph.output[0].name)
+        self.q = np.asarray(self.cctx[self.q_name])
+
+    def tail(self, q: np.ndarray) -> np.ndarray:
+        """The nodes after the integer tensor `q_name` (in the partition and on the host)
+        applied to `q`."""
+        parent, child = self.lowered.parent, self.lowered.dataflow
+        cctx = dict(self.cctx)
+        cctx[self.q_name] = np.asarray(q, np.float32).reshape(self.q.shape)
+        for node in self.child_tail:
+            _exec_hw_or_std(child, node, cctx)
+        pctx = dict(self.pctx)
+        for co, po in zip(child.graph.output, self.sdp.output):
+            pctx[po] = cctx[co.name]
+        for node in self.after:
+            _run_node(parent, node, pctx)
+        return np.asarray(pctx[parent.graph.output[0].name], np.float64)
+
+
+def verify_dataflow(level2_model: ModelWrapper, lowered: LoweredModel,
+                    seed: int = 0) -> tuple[float, bool]:
+    """Level 3: FINN's parent graph (host nodes + dataflow partition executed layer by
+    layer in python, nashc's layers included) vs the level-2 model (qonnx execution of
+    the pre-lowering graph with nashc's custom ops) on seeded random inputs of the input
+    datatype. Returns (max |difference| of the outputs, ok).
+
+    ok means bit-exact on the integers. The last integer tensor q3 of the hardware graph
+    is the input of its trailing element-wise scale/bias nodes (FINN's output ``Mul``,
+    in the partition or on the host); they are an affine map f, so the level-2 output y2
+    is mapped back as ``(y2 - f(0)) / (f(1) - f(0))``, which must round to q3 (well
+    inside 1/4 of a step). Without such a tail y2 must equal the output exactly.
+    """
+    from nashc.runtime.golden import random_inputs, run_qonnx
+
+    inputs = random_inputs(level2_model, seed)
+    y2 = run_qonnx(level2_model, inputs)
+    run = _Level3Run(lowered, inputs)
+    a = np.asarray(y2[level2_model.graph.output[0].name], np.float64)
+    if a.size != run.output.size:
+        raise NashcError(f"level 3: output sizes differ: level 2 {a.shape}, "
+                         f"level 3 {run.output.shape}")
+    b = np.asarray(run.output, np.float64).reshape(a.shape)
+    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+    if not run.child_tail and not run.after:
+        return diff, diff == 0.0
+    q3 = np.asarray(run.q, np.float64)
+    if q3.size != a.size or np.any(q3 != np.round(q3)):
+        return diff, False
+    q3 = q3.reshape(a.shape)
+    f0 = run.tail(np.zeros(q3.shape)).reshape(a.shape)
+    slope = run.tail(np.ones(q3.shape)).reshape(a.shape) - f0
+    if np.any(slope == 0) or not np.allclose(f0 + slope * q3, b, rtol=1e-5, atol=1e-7):
+        return diff, False  # the tail is not affine
+    q2 = (a - f0) / slope
+    return diff, bool(np.all(np.abs(q2 - q3) < 0.25))

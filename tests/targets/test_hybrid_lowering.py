@@ -1,0 +1,239 @@
+"""Lowering of hybrid graphs through FINN and the level-3 golden check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+from qonnx.core.datatype import DataType
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.util.basic import qonnx_make_model
+
+from nashc.targets.hybrid_lowering import (
+    MoveScalarMulPastAdderMatMul,
+    MoveScalarMulPastShiftMatMul,
+    hybrid_extra_steps,
+    verify_dataflow,
+)
+
+PART_BOARD = "u250"
+
+
+def export_brevitas(module, shape, path: Path) -> Path:  # type: ignore[no-untyped-def]
+    import torch
+    from brevitas.export import export_qonnx
+    from qonnx.util.cleanup import cleanup
+
+    module.eval()
+    export_qonnx(module, torch.randn(*shape), export_path=str(path))
+    cleanup(str(path), out_file=str(path))
+    return path
+
+
+def _mul_then(op: str, w: np.ndarray, s: float) -> ModelWrapper:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, w.shape[0]])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, w.shape[1]])
+    nodes = [helper.make_node("Mul", ["x", "s"], ["xs"], name="Mul_0"),
+             helper.make_node(op, ["xs", "w"], ["y"], name="H_0",
+                              domain="nashc.runtime.ops", weight_bits=4)]
+    m = ModelWrapper(qonnx_make_model(helper.make_graph(nodes, "g", [x], [y])))
+    m.set_initializer("s", np.asarray(s, np.float32))
+    m.set_initializer("w", w.astype(np.float32))
+    m.set_tensor_datatype("x", DataType["UINT4"])
+    return m
+
+
+@pytest.mark.parametrize("s", [0.25, -0.5])
+def test_move_scalar_mul_past_adder(s):
+    from nashc.runtime.golden import random_inputs, run_qonnx
+
+    w = np.array([[1, -2, 3], [0, 2, -1]], np.float64) * abs(s)
+    m = _mul_then("AdderMatMul", w, s)
+    inp = random_inputs(m, 0)
+    ref = run_qonnx(m, inp)["y"]
+    m2 = m.transform(MoveScalarMulPastAdderMatMul())
+    assert [n.op_type for n in m2.graph.node] == ["AdderMatMul", "Mul"]
+    w2 = m2.get_initializer(m2.graph.node[0].input[1])
+    assert np.all(w2 == np.round(w2))
+    np.testing.assert_array_equal(run_qonnx(m2, inp)["y"], ref)
+
+
+def test_move_scalar_mul_past_adder_needs_integer_weights():
+    w = np.array([[0.3, -0.2], [0.1, 0.7]])
+    m = _mul_then("AdderMatMul", w, 0.25)
+    m2 = m.transform(MoveScalarMulPastAdderMatMul())
+    assert [n.op_type for n in m2.graph.node] == ["Mul", "AdderMatMul"]
+
+
+def test_move_scalar_mul_past_shift():
+    from nashc.runtime.golden import random_inputs, run_qonnx
+
+    w = np.array([[0.5, -0.25], [1.0, 0.0]])
+    m = _mul_then("ShiftMatMul", w, 0.125)
+    inp = random_inputs(m, 0)
+    ref = run_qonnx(m, inp)["y"]
+    m2 = m.transform(MoveScalarMulPastShiftMatMul())
+    assert [n.op_type for n in m2.graph.node] == ["ShiftMatMul", "Mul"]
+    np.testing.assert_array_equal(run_qonnx(m2, inp)["y"], ref)
+
+
+def small_conv_net():  # type: ignore[no-untyped-def]
+    """QuantIdentity -> conv-BN-ReLU -> conv-BN-ReLU -> maxpool -> flatten -> linear, with
+    random BN statistics (so thresholds are not exactly on rounding ties)."""
+    import brevitas.nn as qnn
+    import torch
+    from torch import nn
+
+    class Small(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inp = qnn.QuantIdentity(bit_width=8, return_quant_tensor=True)
+            self.conv0 = qnn.QuantConv2d(3, 8, 3, padding=1, bias=False, weight_bit_width=4)
+            self.bn0 = nn.BatchNorm2d(8)
+            self.relu0 = qnn.QuantReLU(bit_width=4, return_quant_tensor=True)
+            self.conv1 = qnn.QuantConv2d(8, 8, 3, padding=1, bias=False, weight_bit_width=4)
+            self.bn1 = nn.BatchNorm2d(8)
+            self.relu1 = qnn.QuantReLU(bit_width=4, return_quant_tensor=True)
+            self.pool = nn.MaxPool2d(2)
+            self.fc = qnn.QuantLinear(8 * 4 * 4, 10, bias=False, weight_bit_width=4)
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            x = self.relu0(self.bn0(self.conv0(self.inp(x))))
+            x = self.relu1(self.bn1(self.conv1(x)))
+            return self.fc(torch.flatten(self.pool(x), 1))
+
+    torch.manual_seed(0)
+    net = Small()
+    for bn in (net.bn0, net.bn1):
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.uniform_(-0.5, 0.5)
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+    return net
+
+
+@pytest.fixture(scope="module")
+def small_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_brevitas(small_conv_net(), (1, 3, 8, 8),
+                           tmp_path_factory.mktemp("small") / "small.onnx")
+
+
+def _load(path: Path) -> ModelWrapper:
+    from nashc.runtime.golden import load_model
+
+    return load_model(path)
+
+
+def _lower(model: ModelWrapper):  # type: ignore[no-untyped-def]
+    from nashc.targets.boards import get_board
+    from nashc.targets.lower import lower_to_hw
+
+    return lower_to_hw(model, get_board(PART_BOARD), 200.0, hybrid_extra_steps())
+
+
+def _check_hw_only(lowered, expect: str | None) -> None:  # type: ignore[no-untyped-def]
+    from finn.util.fpgadataflow import is_hls_node, is_rtl_node
+
+    ops = [n.op_type for n in lowered.dataflow.graph.node]
+    assert all(is_hls_node(n) or is_rtl_node(n) for n in lowered.dataflow.graph.node), ops
+    assert not any(n.domain == "nashc.runtime.ops" for n in lowered.parent.graph.node)
+    if expect is not None:
+        assert expect in ops, ops
+
+
+def _corrupt_and_fail(level2: ModelWrapper, lowered, op: str) -> None:  # type: ignore
+    """The check can fail: flipping the hybrid layer's weights breaks bit-exactness."""
+    node = next(n for n in lowered.dataflow.graph.node if n.op_type == op)
+    w = lowered.dataflow.get_initializer(node.input[1])
+    lowered.dataflow.set_initializer(node.input[1], -w)
+    _, ok = verify_dataflow(level2, lowered, seed=0)
+    lowered.dataflow.set_initializer(node.input[1], w)
+    assert not ok
+
+
+def _calibrate_bn(model: ModelWrapper, layer: str) -> None:
+    """Sets the BatchNormalization after `layer` to the statistics of its output on
+    random inputs, as training would (an untrained adder layer's -sum|x - w| is far
+    below the ReLU's range, which would make every later activation 0)."""
+    from qonnx.core.onnx_exec import execute_onnx
+
+    from nashc.runtime.golden import random_inputs
+
+    node = next(n for n in model.graph.node if n.name == layer)
+    bn = model.find_consumer(node.output[0])
+    assert bn.op_type == "BatchNormalization"
+    ys = []
+    for seed in range(4):
+        ctx = execute_onnx(model, random_inputs(model, seed), return_full_exec_context=True)
+        ys.append(ctx[node.output[0]])
+    y = np.concatenate(ys)
+    axes = tuple(i for i in range(y.ndim) if i != 1)
+    model.set_initializer(bn.input[3], y.mean(axis=axes).astype(np.float32))
+    model.set_initializer(bn.input[4], y.var(axis=axes).astype(np.float32) + 1e-3)
+
+
+@pytest.mark.finn
+@pytest.mark.parametrize("kind", ["adder", "shift"])
+def test_small_conv_net_hybrid(small_onnx, kind):
+    from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
+    from finn.analysis.fpgadataflow.res_estimation import res_estimation
+
+    from nashc.passes.hybrid import ConvertConvToAdder, ConvertConvToShift
+
+    model = _load(small_onnx)
+    conv1 = [n for n in model.graph.node if n.op_type == "Conv"][1].name
+    pas = ConvertConvToAdder if kind == "adder" else ConvertConvToShift
+    model = model.transform(pas(conv1))
+    _calibrate_bn(model, conv1)
+    op = "AdderMVAU_hls" if kind == "adder" else "ShiftMVAU_hls"
+    lowered = _lower(model)
+    _check_hw_only(lowered, op)
+    for seed in (0, 1):
+        diff, ok = verify_dataflow(model, lowered, seed=seed)
+        assert ok, diff
+    _corrupt_and_fail(model, lowered, op)
+    hyb_node = next(n for n in lowered.dataflow.graph.node if n.op_type == op)
+    from qonnx.custom_op.registry import getCustomOp
+
+    assert getCustomOp(hyb_node).get_nodeattr("accDataType") != "INT32"
+    res = res_estimation(lowered.dataflow, lowered.fpga_part)
+    hyb = [n.name for n in lowered.dataflow.graph.node if n.op_type == op]
+    assert res[hyb[0]]["DSP"] == 0 and res[hyb[0]]["LUT"] > 300
+    cycles = lowered.dataflow.analysis(exp_cycles_per_layer)
+    assert cycles[hyb[0]] == 8 * 8 * 72 * 8  # OFM pixels * MW * MH at PE = SIMD = 1
+
+
+@pytest.mark.finn
+def test_tfc_plain_level3(tfc_onnx):
+    model = _load(tfc_onnx)
+    lowered = _lower(model)
+    _check_hw_only(lowered, None)
+    diff, ok = verify_dataflow(model, lowered, seed=0)
+    assert ok, diff
+    _corrupt_and_fail(model, lowered, lowered.dataflow.graph.node[1].op_type
+                      if lowered.dataflow.graph.node[1].op_type.startswith("MVAU")
+                      else next(n.op_type for n in lowered.dataflow.graph.node
+                                if n.op_type.startswith("MVAU")))
+
+
+@pytest.mark.finn
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["adder", "shift"])
+def test_tfc_hybrid_level3(tfc_onnx, kind):
+    from nashc.passes.hybrid import ConvertGemmToAdder, ConvertGemmToShift
+
+    model = _load(tfc_onnx)
+    gemms = [n.name for n in model.graph.node if n.op_type in ("Gemm", "MatMul")]
+    pas = ConvertGemmToAdder if kind == "adder" else ConvertGemmToShift
+    model = model.transform(pas(",".join(gemms[1:-1])))
+    for g in gemms[1:-1]:
+        _calibrate_bn(model, g)
+    op = "AdderMVAU_hls" if kind == "adder" else "ShiftMVAU_hls"
+    lowered = _lower(model)
+    _check_hw_only(lowered, op)
+    assert [n.op_type for n in lowered.dataflow.graph.node].count(op) == len(gemms) - 2
+    diff, ok = verify_dataflow(model, lowered, seed=0)
+    assert ok, diff
+    _corrupt_and_fail(model, lowered, op)
