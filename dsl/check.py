@@ -475,9 +475,11 @@ def _check_hardware(nf: NashFile, targets: Collection[str] | None) -> None:
         if item.percent and not 0 < item.value <= 100:
             raise _err(f"budget {item.resource} {item.value:g}% must be within (0, 100]%",
                        item.pos, "a percentage above 0 and at most 100")
-        if not item.percent and (item.value <= 0 or not float(item.value).is_integer()):
-            raise _err(f"budget {item.resource} {item.value:g} must be a positive whole "
-                       "count", item.pos, "a positive count, or a percentage such as 70%")
+        # an absolute 0 is allowed: it forbids the resource (e.g. `uram 0`)
+        if not item.percent and (item.value < 0 or not float(item.value).is_integer()):
+            raise _err(f"budget {item.resource} {item.value:g} must be a non-negative whole "
+                       "count", item.pos, "a count (0 forbids the resource), or a percentage "
+                       "such as 70%")
     if hw.fps_min is not None and not hw.fps_min > 0:
         raise _err(f"fps must be positive, got {hw.fps_min:g}", _vpos(hw, "fps"))
     if hw.latency_max_ms is not None and not hw.latency_max_ms > 0:

@@ -70,7 +70,22 @@ def check(file: Path) -> None:
 @user_errors
 def compile(file: Path, target: str | None, output: Path | None, seed: int | None) -> None:
     """Search, lower through FINN, verify and report the designs for a .nash FILE."""
-    not_implemented("compile", "the search issue")
+    from rich.console import Console
+
+    from nashc.pipeline import CompileOptions, compile_file
+
+    _quiet_libraries()
+    console = Console(stderr=True)
+    opts = CompileOptions(target=target, output=output, seed=seed)
+    with console.status("nashc compile", spinner="dots") as status:
+
+        def progress(msg: str) -> None:
+            if msg.startswith("step "):
+                console.log(msg)
+            status.update(f"nashc compile: {msg}")
+
+        out, report = compile_file(file, opts, progress=progress)
+    _print_compile_summary(out, report)
 
 
 @cli.command()
@@ -198,6 +213,54 @@ def targets() -> None:
                       *("?" if v is None else str(v) for v in (r.lut, r.bram18, r.uram, r.dsp)))
     Console().print(table)
     Console().print("?: FINN has no resource table for this device")
+
+
+def _quiet_libraries() -> None:
+    """FINN's SetFolding logs a warning per layer and probe, torch and Brevitas warn on
+    export; none of it is actionable for a nashc user, so it is silenced."""
+    import logging
+    import warnings
+
+    for name in ("finn", "finn_logger", "qonnx", "brevitas"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+
+
+def _print_compile_summary(out: Path, report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(Console().width, 120))
+    table = Table(title=f"Pareto front ({report['target']}, {report['clock_mhz']:g} MHz)")
+    for col in ("#", "score", "accuracy", "fps", "latency ms", "LUT", "BRAM18", "URAM", "DSP",
+                "conv/shift/adder"):
+        table.add_column(col, justify="right")
+    for i, p in enumerate(report["pareto"]):
+        r, o = p["resources"], p["ops"]
+        acc = "-" if p["accuracy"] is None else f"{100 * p['accuracy']:.2f}%"
+        table.add_row(f"{i}{' *' if i == report['chosen'] else ''}", f"{p['score']:.3f}", acc,
+                      f"{p['fps']:,.0f}", f"{p['latency_ms']:.4f}", f"{r['lut']:,.0f}",
+                      f"{r['bram18']:,.0f}", f"{r['uram']:,.0f}", f"{r['dsp']:,.0f}",
+                      f"{o['conv']}/{o['shift']}/{o['adder']}")
+    console.print(table)
+    s = report["search"]
+    console.print(f"search: {s['strategy']}, {s['candidates_evaluated']} candidates scored, "
+                  f"{s['finn_evaluated']} lowered through FINN, {s['seconds']:.1f} s"
+                  + (" (interrupted)" if s.get("interrupted") else ""))
+    base = report.get("baseline")
+    chosen = report["pareto"][report["chosen"]] if report.get("chosen") is not None else None
+    if base and chosen and base.get("fps"):
+        console.print(f"chosen design (*): {chosen['fps']:,.0f} fps; FINN SetFolding in the same "
+                      f"budget: {base['fps']:,.0f} fps ({chosen['fps'] / base['fps']:.2f}x)")
+    golden = report.get("golden") or {}
+    if golden:
+        levels = ", ".join(f"{lv['name']} {'ok' if lv['ok'] else 'FAILED'} "
+                           f"(max diff {lv['max_abs_diff']:.3g})" for lv in golden["levels"])
+        console.print(f"golden check: {levels}")
+    for note in report.get("notes", []):
+        console.print(f"note: {note}")
+    console.print(f"wrote {out}/ (report.md, report.json, pareto.png, design/)")
+    console.print("no Vivado here: synthesis is FINN's builder with design/build_config.json")
 
 
 def main() -> None:

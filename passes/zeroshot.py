@@ -38,6 +38,7 @@ nothing across spaces. Its quality is measured against trained accuracy in the b
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 
@@ -80,19 +81,12 @@ def _logdet(k: torch.Tensor) -> float:
 
 def naswot_score(model: nn.Module, x: torch.Tensor) -> float:
     """NASWOT: logdet of the summed Hamming kernel of all ReLU activation codes."""
+    model = copy.deepcopy(model)  # the forward pass moves BatchNorm/quantizer statistics
     codes: list[torch.Tensor] = []
-    hooks = _codes_hooks(model, codes)
-    was_training = model.training
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    try:
-        model.train()
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.load_state_dict(state)  # BatchNorm running stats moved during the forward pass
-        model.train(was_training)
+    _codes_hooks(model, codes)
+    model.train()
+    with torch.no_grad():
+        model(x)
     n = x.shape[0]
     k = torch.zeros(n, n, dtype=torch.float64)
     for c in codes:
@@ -103,23 +97,18 @@ def naswot_score(model: nn.Module, x: torch.Tensor) -> float:
 
 def hybrid_score(model: nn.Module, x: torch.Tensor, seed: int = 0) -> float:
     """nashc's hybrid-aware score (see the module docstring for the formula)."""
+    model = copy.deepcopy(model)  # the passes move BatchNorm/quantizer statistics
     codes: list[torch.Tensor] = []
-    hooks = _codes_hooks(model, codes)
-    was_training = model.training
-    state = {k: v.clone() for k, v in model.state_dict().items()}
+    _codes_hooks(model, codes)
     gen = torch.Generator().manual_seed(seed)
-    try:
-        model.train()
-        model.zero_grad(set_to_none=True)
-        out = model(x)
-        out = out.value if hasattr(out, "value") else out
-        out = out.flatten(1)
-        labels = torch.randint(0, out.shape[1], (x.shape[0],), generator=gen)
-        loss = nn.functional.cross_entropy(out, labels)
-        loss.backward()
-    finally:
-        for h in hooks:
-            h.remove()
+    model.train()
+    model.zero_grad(set_to_none=True)
+    out = model(x)
+    out = out.value if hasattr(out, "value") else out
+    out = out.flatten(1)
+    labels = torch.randint(0, out.shape[1], (x.shape[0],), generator=gen)
+    loss = nn.functional.cross_entropy(out, labels)
+    loss.backward()
     n = x.shape[0]
     expressivity = []
     for c in codes:
@@ -137,9 +126,6 @@ def hybrid_score(model: nn.Module, x: torch.Tensor, seed: int = 0) -> float:
             trainability.append(0.0)
             continue
         trainability.append(math.log1p(float(g.norm()) / math.sqrt(g.numel())))
-    model.zero_grad(set_to_none=True)
-    model.load_state_dict(state)  # BatchNorm running stats moved during the forward pass
-    model.train(was_training)
     e = float(np.mean(expressivity)) if expressivity else 0.0
     t = float(np.mean(trainability)) if trainability else 0.0
     return e + t
@@ -147,8 +133,7 @@ def hybrid_score(model: nn.Module, x: torch.Tensor, seed: int = 0) -> float:
 
 def synflow_score(model: nn.Module, x: torch.Tensor) -> float:
     """SynFlow: sum |theta * dR/dtheta| with |weights| and an all-ones input (double)."""
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    was_training = model.training
+    model = copy.deepcopy(model)
     model.eval()
     with torch.no_grad():
         for p in model.parameters():
@@ -162,9 +147,6 @@ def synflow_score(model: nn.Module, x: torch.Tensor) -> float:
     for p in model.parameters():
         if p.grad is not None:
             total += float((p * p.grad).abs().sum())
-    model.zero_grad(set_to_none=True)
-    model.load_state_dict(state)
-    model.train(was_training)
     return math.log(total) if total > 0 else float("-inf")
 
 

@@ -199,7 +199,7 @@ ERRORS = [
     ("  fc a out 2", "hardware {\n  budget lut 50%, bram 101%\n}", 6, 19,
      "budget bram 101% must be within (0, 100]%"),
     ("  fc a out 2", "hardware {\n  budget lut 0%\n}", 6, 10, "must be within"),
-    ("  fc a out 2", "hardware {\n  budget lut -5\n}", 6, 10, "positive whole count"),
+    ("  fc a out 2", "hardware {\n  budget lut -5\n}", 6, 10, "non-negative whole count"),
     ("  fc a out 2", "hardware {\n  budget gpu 5%\n}", 6, 10, "unknown resource 'gpu'"),
     ("  fc a out 2", "hardware {\n  budget lut 5%, lut 6%\n}", 6, 18, "given twice"),
     ("  fc a out 2", "hardware {\n  clock -250 MHz\n}", 6, 9, "clock must be positive"),

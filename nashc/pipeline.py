@@ -1,0 +1,541 @@
+"""`nashc compile`: the pipeline as named, timed steps.
+
+    parse -> build -> search (coarse) -> accelerator search (fine) -> pareto
+          -> lower -> verify -> report
+
+Each step is a plain function `step_x(state) -> None` in `STEPS`, timed, and the
+intermediate models are saved per step under `DIR/steps/` (as FINN's builder does).
+
+Two-stage search (the NASH recipe): every candidate of the `space` is built as a PyTorch
+module, scored zero-shot on one batch and given an optimistic fps bound by the analytic
+cost model (`nashc.passes.costmodel.coarse_fps`, the *coarse* stage; candidates whose
+bound misses the fps requirement are infeasible). The Pareto front of that stage (plus
+the best-scored candidates, up to a fixed number of survivors) is then exported to
+QONNX, lowered through FINN and folded by the coarse-to-fine accelerator search inside
+the budget (the *fine* stage, FINN's estimates). The final front over (score or accuracy,
+fps) is reported; `keep pareto N` points are kept, the chosen design (the fastest one
+meeting the requirements, else the fastest) is verified against onnxruntime and written
+out with its FINN files. FINN's `SetFolding` under the same budget is run on the chosen
+architecture as the baseline.
+
+Ctrl-C during the search stops it cleanly: the candidates evaluated so far go on to the
+fine stage and the report says the search was interrupted. The output directory is
+written atomically: everything goes to a temporary sibling directory that is renamed at
+the end; on any error nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nashc.dsl.ast import Program
+from nashc.dsl.errors import NashcError
+
+__all__ = ["CompileOptions", "CompileState", "STEPS", "compile_file"]
+
+log = logging.getLogger("nashc")
+
+#: How many coarse-stage candidates at most go through FINN (the fine stage).
+DEFAULT_SURVIVORS = 6
+
+
+@dataclass
+class CompileOptions:
+    target: str | None = None
+    output: Path | None = None
+    seed: int | None = None
+    survivors: int = DEFAULT_SURVIVORS
+    progress: bool = True
+
+
+@dataclass
+class Candidate:
+    """One architecture through the two stages."""
+
+    choice: dict[tuple[str, str], Any]
+    score: float = float("nan")
+    coarse_fps: float = 0.0
+    coarse_feasible: bool = True
+    fps: float | None = None
+    latency_ms: float | None = None
+    resources: dict[str, float] | None = None
+    feasible: bool | None = None
+    accuracy: float | None = None
+    ops: dict[str, int] = field(default_factory=dict)
+    qonnx_path: Path | None = None
+    dataflow: Any = None  # folded FINN dataflow model
+    lowered: Any = None
+    error: str | None = None
+
+    @property
+    def arch(self) -> dict[str, Any]:
+        return {f"{layer}.{dim}": value for (layer, dim), value in sorted(self.choice.items())}
+
+
+@dataclass
+class CompileState:
+    path: Path
+    opts: CompileOptions
+    workdir: Path
+    program: Program | None = None
+    board: Any = None
+    clock_mhz: float = 0.0
+    budget: dict[str, float] = field(default_factory=dict)  # FINN keys
+    seed: int = 0
+    batch: Any = None
+    candidates: list[Candidate] = field(default_factory=list)
+    finalists: list[Candidate] = field(default_factory=list)
+    pareto: list[Candidate] = field(default_factory=list)
+    chosen: int | None = None
+    golden: dict[str, Any] | None = None
+    baseline: dict[str, Any] | None = None
+    interrupted: bool = False
+    search_seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    progress: Callable[[str], Any] | None = None
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _build(state: CompileState, choice: dict[tuple[str, str], Any]) -> Any:
+    """The candidate's PyTorch module with initial weights fixed by the seed, so the same
+    architecture gets the same weights in every stage and every run."""
+    import torch
+
+    from nashc.runtime.build import build_module
+
+    assert state.program is not None
+    torch.manual_seed(state.seed)
+    return build_module(state.program.network, _layer_choices(state.program, choice))
+
+
+def _layer_choices(program: Program, choice: dict[tuple[str, str], Any]) -> dict[str, Any]:
+    from nashc.runtime.build import LayerChoice
+
+    per_layer: dict[str, dict[str, Any]] = {}
+    for (layer, dim), value in choice.items():
+        per_layer.setdefault(layer, {})[dim] = value
+    return {layer: LayerChoice(**kw) for layer, kw in per_layer.items()}
+
+
+def _op_counts(program: Program, choice: dict[tuple[str, str], Any]) -> dict[str, int]:
+    counts = {"conv": 0, "shift": 0, "adder": 0}
+    for layer in program.network.layers:
+        if layer.kind in ("conv", "fc"):
+            counts[str(choice.get((layer.name, "op"), "conv"))] += 1
+    return counts
+
+
+def _input_batch(state: CompileState, n: int) -> Any:
+    """A batch for zero-shot scoring: real digits when the train section says so and the
+    input is 1x8x8, else seeded random values of the input datatype."""
+    import torch
+
+    net = state.program.network  # type: ignore[union-attr]
+    shape = tuple(net.input_shape)
+    train = state.program.file.train  # type: ignore[union-attr]
+    if train is not None and train.dataset == "digits" and shape == (1, 8, 8):
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        rng = np.random.default_rng(state.seed)
+        idx = rng.choice(len(digits.images), size=n, replace=False)
+        x = digits.images[idx].astype(np.float32) * (255.0 / 16.0)
+        return torch.from_numpy(np.round(x)).reshape(n, *shape)
+    gen = torch.Generator().manual_seed(state.seed)
+    dt = net.input_dtype
+    lo, hi = (-(2 ** (dt.bits - 1)), 2 ** (dt.bits - 1) - 1) if dt.signed else (0, 2 ** dt.bits - 1)
+    return torch.randint(lo, hi + 1, (n, *shape), generator=gen).float()
+
+
+def _layer_work(module: Any, batch: Any, bits: dict[str, tuple[int, int]]) -> list[Any]:
+    """MACs per frame and lane limits of every compute layer, read off one forward pass."""
+    import torch
+
+    from nashc.passes.costmodel import LayerWork
+
+    works: list[LayerWork] = []
+    hooks = []
+    layers = module.compute_layers()
+
+    def make_hook(layer: str) -> Callable[..., None]:
+        def hook(mod: Any, inp: Any, out: Any) -> None:
+            name = type(mod).__name__
+            kind = "shift" if name.startswith("Shift") else "adder" if name.startswith(
+                "Adder") else "conv"
+            t = out.value if hasattr(out, "value") else out
+            weight = mod.weight
+            per_out = int(np.prod(weight.shape[1:]))
+            out_ch = int(weight.shape[0])
+            pixels = int(np.prod(t.shape[2:])) if t.dim() == 4 else 1
+            wbits, abits = bits.get(layer, (8, 8))
+            bw = getattr(inp[0], "bit_width", None)
+            if bw is not None:
+                abits = int(float(bw))
+            works.append(LayerWork(layer, kind, per_out * out_ch * pixels,  # type: ignore[arg-type]
+                                   per_out * out_ch, wbits, abits))
+        return hook
+
+    for layer, mod in layers.items():
+        hooks.append(mod.register_forward_hook(make_hook(layer)))
+    try:
+        module.eval()
+        with torch.no_grad():
+            module(batch[:1])
+    finally:
+        for h in hooks:
+            h.remove()
+    return works
+
+
+def _weight_bits(program: Program, choice: dict[tuple[str, str], Any]) -> dict[str, tuple[int, int]]:
+    out = {}
+    for layer in program.network.layers:
+        if layer.kind not in ("conv", "fc"):
+            continue
+        wb = int(choice.get((layer.name, "wbits"), layer.weights.bits if layer.weights else 8))
+        ab = int(choice.get((layer.name, "abits"),
+                            layer.activations.bits if layer.activations else 8))
+        out[layer.name] = (wb, ab)
+    return out
+
+
+# --- steps -------------------------------------------------------------------------------
+
+
+def step_parse(state: CompileState) -> None:
+    from nashc.dsl import load
+    from nashc.targets.boards import board_names, budget_to_absolute, get_board
+
+    program = load(state.path, targets=board_names())
+    state.program = program
+    hw = program.file.hardware
+    target = state.opts.target or (hw.target if hw is not None else None) or "u250"
+    board = get_board(target)
+    state.board = board
+    state.clock_mhz = float(hw.clock_mhz if hw is not None and hw.clock_mhz
+                            else board.default_clock_mhz)
+    res = budget_to_absolute(board, hw.budget if hw is not None else ())
+    state.budget = {"LUT": float(res.lut if res.lut is not None else math.inf),
+                    "BRAM_18K": float(res.bram18 if res.bram18 is not None else math.inf),
+                    "URAM": float(res.uram if res.uram is not None else math.inf),
+                    "DSP": float(res.dsp if res.dsp is not None else math.inf)}
+    search = program.file.search
+    state.seed = state.opts.seed if state.opts.seed is not None else (
+        search.seed if search is not None else 0)
+    if program.network.source is not None:
+        raise NashcError("nashc compile: networks loaded with `from` are not searched yet "
+                         "(use `nashc estimate` on the model); declare the network in the "
+                         "language to search it")
+
+
+def _evaluate_coarse(state: CompileState, choice: dict[tuple[str, str], Any]) -> Candidate:
+    from nashc.passes.costmodel import coarse_fps
+    from nashc.passes.zeroshot import SCORES
+
+    program = state.program
+    assert program is not None
+    cand = Candidate(dict(choice), ops=_op_counts(program, choice))
+    module = _build(state, choice)
+    metric = program.file.search.metric if program.file.search is not None else "zero_shot"
+    cand.score = float(SCORES.get(metric, SCORES["zero_shot"])(module, state.batch))
+    works = _layer_work(module, state.batch, _weight_bits(program, choice))
+    fps, _ = coarse_fps(works, state.budget["LUT"], state.budget["DSP"], state.clock_mhz)
+    cand.coarse_fps = fps
+    hw = program.file.hardware
+    if hw is not None and hw.fps_min is not None and fps < hw.fps_min:
+        cand.coarse_feasible = False
+    if not math.isfinite(cand.score):
+        cand.score = -1e9
+    return cand
+
+
+def step_search(state: CompileState) -> None:
+    from nashc.passes.nas import Evaluation, evolution, exhaustive, random_search
+
+    program = state.program
+    assert program is not None
+    search = program.file.search
+    batch_n = search.metric_batch if search is not None else 32
+    state.batch = _input_batch(state, batch_n)
+    by_key: dict[tuple, Candidate] = {}
+    t0 = time.perf_counter()
+
+    def evaluate(choice: dict[tuple[str, str], Any]) -> Evaluation:
+        cand = _evaluate_coarse(state, choice)
+        state.candidates.append(cand)
+        by_key[tuple(sorted(choice.items()))] = cand
+        if state.progress:
+            state.progress(f"candidate {len(state.candidates)}: score {cand.score:.3f}, "
+                           f"coarse fps {cand.coarse_fps:,.0f}")
+        return Evaluation(cand.score, cand.coarse_fps, cand.coarse_feasible)
+
+    choices = {k: tuple(v) for k, v in program.choices.items()}
+    if not choices:
+        evaluate({})
+    else:
+        strategy = search.strategy if search is not None else "evolution"
+        if strategy == "exhaustive":
+            logv = exhaustive(choices, evaluate)
+        elif strategy == "random":
+            logv = random_search(choices, evaluate, search.samples if search else 500,
+                                 seed=state.seed)
+        else:
+            logv = evolution(choices, evaluate, search.population if search else 64,
+                             search.generations if search else 20, seed=state.seed)
+        state.interrupted = logv.stopped_early
+    state.search_seconds = time.perf_counter() - t0
+
+
+def _survivors(state: CompileState) -> list[Candidate]:
+    from nashc.passes.nas import pareto_front
+
+    feas = [c for c in state.candidates if c.coarse_feasible] or list(state.candidates)
+    front = [feas[i] for i in pareto_front([(c.score, c.coarse_fps) for c in feas])]
+    picked: list[Candidate] = []
+    for c in front + sorted(feas, key=lambda c: -c.score):
+        if c not in picked:
+            picked.append(c)
+        if len(picked) >= state.opts.survivors:
+            break
+    return picked
+
+
+def _finn_stage(state: CompileState, cand: Candidate, idx: int) -> None:
+    from nashc.passes.folding import SearchFolding
+    from nashc.runtime.build import export_qonnx_model
+    from nashc.targets.estimate import estimate
+    from nashc.targets.lower import lower_to_hw
+
+    program = state.program
+    assert program is not None
+    steps_dir = state.workdir / "steps" / f"candidate_{idx:02d}"
+    steps_dir.mkdir(parents=True, exist_ok=True)
+    module = _build(state, cand.choice)
+    qpath = steps_dir / "qonnx.onnx"
+    model = export_qonnx_model(module, program.network, qpath)
+    cand.qonnx_path = qpath
+    extra = _hybrid_steps()
+    lowered = lower_to_hw(model, state.board, state.clock_mhz, extra,
+                          workdir=steps_dir / "_finn")
+    shutil.rmtree(steps_dir / "_finn", ignore_errors=True)
+    search = SearchFolding(state.budget, state.board.part)
+    dataflow = lowered.dataflow.transform(search)
+    est = estimate(dataflow, state.clock_mhz, state.board.part)
+    dataflow.save(str(steps_dir / "dataflow_folded.onnx"))
+    cand.dataflow = dataflow
+    cand.lowered = lowered
+    cand.fps = est.estimated_throughput_fps
+    cand.latency_ms = est.estimated_latency_ns / 1e6
+    cand.resources = {"lut": est.totals["LUT"], "bram18": est.totals["BRAM_18K"],
+                      "uram": est.totals["URAM"], "dsp": est.totals["DSP"]}
+    cand.feasible = bool(search.result is not None and search.result.feasible)
+
+
+def _hybrid_steps() -> list[Any]:
+    try:
+        from nashc.targets.hybrid_lowering import hybrid_extra_steps
+    except ImportError:  # pragma: no cover - the hybrid lowering ships with nashc
+        return []
+    return list(hybrid_extra_steps())
+
+
+def step_accelerator_search(state: CompileState) -> None:
+    finalists = _survivors(state)
+    for i, cand in enumerate(finalists):
+        if state.progress:
+            state.progress(f"FINN lowering + folding search {i + 1}/{len(finalists)}")
+        try:
+            _finn_stage(state, cand, i)
+        except NashcError as err:
+            # one architecture FINN cannot take must not sink the others: say which
+            cand.error = str(err)
+            state.notes.append(f"candidate {cand.arch} was not lowered: {err}")
+    state.finalists = finalists
+    if all(c.error for c in finalists):
+        raise NashcError("no surviving candidate could be lowered through FINN:\n"
+                         + "\n".join(f"  {c.error}" for c in finalists))
+
+
+def step_pareto(state: CompileState) -> None:
+    from nashc.passes.nas import pareto_front
+
+    program = state.program
+    assert program is not None
+    ok = [c for c in state.finalists if c.feasible and c.fps is not None]
+    if not ok:
+        raise NashcError("no candidate fits the budget on the target even with the slowest "
+                         "folding; raise the budget or shrink the space")
+    idx = pareto_front([(c.accuracy if c.accuracy is not None else c.score, c.fps or 0.0)
+                        for c in ok])
+    keep = program.file.search.keep_pareto if program.file.search is not None else 8
+    state.pareto = [ok[i] for i in idx][:keep]
+    hw = program.file.hardware
+    meets = [i for i, c in enumerate(state.pareto)
+             if (hw is None or hw.fps_min is None or (c.fps or 0) >= hw.fps_min)
+             and (hw is None or hw.latency_max_ms is None
+                  or (c.latency_ms or 0) <= hw.latency_max_ms)]
+    if hw is not None and (hw.fps_min is not None or hw.latency_max_ms is not None) and not meets:
+        state.notes.append("no Pareto point meets the fps/latency requirements; the fastest "
+                           "design is reported as chosen")
+    pool = meets or list(range(len(state.pareto)))
+    # the best-scoring design that meets the requirements
+    state.chosen = max(pool, key=lambda i: (state.pareto[i].accuracy or state.pareto[i].score,
+                                            state.pareto[i].fps or 0.0)) if meets else max(
+        pool, key=lambda i: state.pareto[i].fps or 0.0)
+
+
+def step_baseline(state: CompileState) -> None:
+    from nashc.passes.folding import SetFoldingWithinBudget
+    from nashc.targets.estimate import estimate
+
+    assert state.chosen is not None
+    chosen = state.pareto[state.chosen]
+    base = SetFoldingWithinBudget(state.budget, state.board.part, state.clock_mhz)
+    folded = chosen.lowered.dataflow.transform(base)
+    est = estimate(folded, state.clock_mhz, state.board.part)
+    state.baseline = {
+        "accelerator": "finn_setfolding",
+        "target_fps": base.target_fps,
+        "fps": est.estimated_throughput_fps,
+        "latency_ms": est.estimated_latency_ns / 1e6,
+        "resources": {"lut": est.totals["LUT"], "bram18": est.totals["BRAM_18K"],
+                      "uram": est.totals["URAM"], "dsp": est.totals["DSP"]},
+        "fits_budget": bool(base.result is not None and base.result.feasible),
+    }
+
+
+def step_verify(state: CompileState) -> None:
+    from nashc.runtime.golden import compare_levels, load_model
+
+    assert state.chosen is not None and state.program is not None
+    chosen = state.pareto[state.chosen]
+    model = load_model(str(chosen.qonnx_path))
+    # level 1: the same seed rebuilds the module whose weights were exported
+    module = _build(state, chosen.choice)
+    module.eval()
+    result = compare_levels(model, module, seed=state.seed)
+    golden = result.to_json()
+    try:
+        from nashc.targets.hybrid_lowering import verify_dataflow
+    except ImportError:
+        verify_dataflow = None
+    if verify_dataflow is not None:
+        diff, ok = verify_dataflow(model, chosen.lowered, state.seed)
+        golden["levels"].append({"name": "finn-dataflow-vs-qonnx", "max_abs_diff": float(diff),
+                                 "ok": bool(ok)})
+        golden["ok"] = bool(golden["ok"] and ok)
+    state.golden = golden
+
+
+def step_report(state: CompileState) -> None:
+    from nashc.report import CompileResult, ParetoPoint, write_json, write_markdown, write_plot
+    from nashc.targets.estimate import estimate, write_reports
+    from nashc.targets.handoff import write_build_config
+
+    program = state.program
+    assert program is not None and state.chosen is not None
+    out = state.workdir
+    points = [ParetoPoint(arch=c.arch, score=c.score, accuracy=c.accuracy, fps=c.fps or 0.0,
+                          latency_ms=c.latency_ms or 0.0, resources=c.resources or {},
+                          ops=c.ops, coarse_fps=c.coarse_fps) for c in state.pareto]
+    budget = {"lut": state.budget["LUT"], "bram18": state.budget["BRAM_18K"],
+              "uram": state.budget["URAM"], "dsp": state.budget["DSP"]}
+    search = program.file.search
+    hw = program.file.hardware
+    result = CompileResult(
+        source=state.path.name, network=program.network.name, target=state.board.name,
+        part=state.board.part, clock_mhz=state.clock_mhz,
+        budget={k: (v if math.isfinite(v) else None) for k, v in budget.items()},  # type: ignore[misc]
+        search={
+            "strategy": search.strategy if search else "evolution",
+            "metric": search.metric if search else "zero_shot",
+            "accelerator": search.accelerator if search else "coarse_to_fine",
+            "seed": state.seed,
+            "space_size": program.space_size,
+            "candidates_evaluated": len(state.candidates),
+            "finn_evaluated": len(state.finalists),
+            "interrupted": state.interrupted,
+            "seconds": round(state.search_seconds, 2),
+        },
+        pareto=points, chosen=state.chosen, golden=state.golden, baseline=state.baseline,
+        steps=state.timings, notes=state.notes,
+        requirements={"fps_min": hw.fps_min if hw else None,
+                      "latency_max_ms": hw.latency_max_ms if hw else None},
+    )
+    chosen = state.pareto[state.chosen]
+    design = out / "design"
+    design.mkdir(exist_ok=True)
+    shutil.copy(chosen.qonnx_path, design / "model_qonnx.onnx")  # type: ignore[arg-type]
+    from nashc.runtime.golden import load_model, to_standard_onnx
+
+    std = to_standard_onnx(load_model(str(chosen.qonnx_path)))
+    std.save(str(design / "model_onnxruntime.onnx"))
+    est = estimate(chosen.dataflow, state.clock_mhz, state.board.part)
+    write_reports(est, chosen.dataflow, design)
+    write_build_config(design, state.board, state.clock_mhz)
+    write_json(result, out / "report.json")
+    write_markdown(result, out / "report.md")
+    write_plot(points, [(c.score, c.coarse_fps) for c in state.candidates], state.chosen,
+               out / "pareto.png", budget_lut=budget["lut"] if math.isfinite(budget["lut"])
+               else None)
+
+
+STEPS: list[tuple[str, Callable[[CompileState], None]]] = [
+    ("parse", step_parse),
+    ("search", step_search),
+    ("accelerator_search", step_accelerator_search),
+    ("pareto", step_pareto),
+    ("baseline", step_baseline),
+    ("verify", step_verify),
+    ("report", step_report),
+]
+
+
+def compile_file(path: Path, opts: CompileOptions,
+                 progress: Callable[[str], Any] | None = None) -> tuple[Path, dict[str, Any]]:
+    """Runs the pipeline; returns the output directory and the report."""
+    path = Path(path)
+    if not path.is_file():
+        raise NashcError(f"{path}: no such file")
+    out = (opts.output or Path(f"{path.stem}_nashc")).absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    state = CompileState(path=path, opts=opts, workdir=tmp, progress=progress)
+    try:
+        for name, fn in STEPS:
+            if progress:
+                progress(f"step {name}")
+            t0 = time.perf_counter()
+            try:
+                fn(state)
+            except KeyboardInterrupt:
+                if name != "search":
+                    raise
+                state.interrupted = True
+            state.timings[name] = round(time.perf_counter() - t0, 3)
+        report = json.loads((tmp / "report.json").read_text())
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            out.rename(old / out.name)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out, report

@@ -1,0 +1,131 @@
+"""`nashc compile` end to end on small networks: report schema, budget, golden check,
+baseline, reproducibility, and clean failure on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nashc.cli import cli
+from nashc.report import strip_timings
+
+pytestmark = pytest.mark.finn
+
+SMALL = """
+network tiny {
+  input 1x8x8 uint8
+  weights int4
+  activations uint4
+  fc fc0 out 16
+  fc head out 10 weights int8
+}
+space {
+  wbits fc0 in {2, 4}
+  abits fc0 in {2, 4}
+  fix head
+}
+hardware {
+  target u250
+  clock 200 MHz
+  budget lut %s, bram 1%%, uram 0, dsp 1%%
+}
+search {
+  strategy random samples 4
+  keep pareto 4
+  seed 0
+}
+"""
+
+
+def _write(tmp_path: Path, lut: str = "1%") -> Path:
+    path = tmp_path / "tiny.nash"
+    path.write_text(SMALL % lut)
+    return path
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory) -> tuple[Path, dict]:
+    tmp = tmp_path_factory.mktemp("compile")
+    src = _write(tmp)
+    out = tmp / "out"
+    result = CliRunner().invoke(cli, ["compile", str(src), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    return out, json.loads((out / "report.json").read_text())
+
+
+def test_report_schema_and_files(compiled):
+    out, report = compiled
+    for key in ("target", "part", "clock_mhz", "budget", "search", "pareto", "chosen",
+                "golden", "baseline"):
+        assert key in report
+    assert report["target"] == "u250" and report["part"] == "xcu250-figd2104-2L-e"
+    assert set(report["budget"]) == {"lut", "bram18", "uram", "dsp"}
+    assert report["search"]["candidates_evaluated"] == 4
+    assert report["search"]["strategy"] == "random"
+    for name in ("report.md", "pareto.png", "design/model_qonnx.onnx",
+                 "design/model_onnxruntime.onnx", "design/dataflow.onnx",
+                 "design/folding_config.json", "design/build_config.json",
+                 "design/estimate_network_performance.json"):
+        assert (out / name).is_file(), name
+    point = report["pareto"][report["chosen"]]
+    assert set(point) >= {"arch", "score", "accuracy", "fps", "latency_ms", "resources", "ops"}
+    assert point["accuracy"] is None  # no train section
+
+
+def test_every_pareto_point_fits_the_budget(compiled):
+    _, report = compiled
+    budget = report["budget"]
+    assert report["pareto"]
+    for point in report["pareto"]:
+        for res, used in point["resources"].items():
+            assert used <= budget[res], (res, used, budget[res])
+
+
+def test_golden_check_passes_and_baseline_is_not_faster(compiled):
+    out, report = compiled
+    assert report["golden"]["ok"] is True
+    names = [lv["name"] for lv in report["golden"]["levels"]]
+    assert "qonnx-vs-onnxruntime" in names
+    chosen = report["pareto"][report["chosen"]]
+    base = report["baseline"]
+    assert base["accelerator"] == "finn_setfolding"
+    if base["fits_budget"]:
+        assert chosen["fps"] >= base["fps"] * (1 - 1e-9)
+    perf = json.loads((out / "design" / "estimate_network_performance.json").read_text())
+    assert perf["estimated_throughput_fps"] == pytest.approx(chosen["fps"])
+
+
+def test_same_seed_same_report(compiled, tmp_path):
+    _, first = compiled
+    src = _write(tmp_path)
+    out = tmp_path / "again"
+    result = CliRunner().invoke(cli, ["compile", str(src), "-o", str(out), "--seed", "0"])
+    assert result.exit_code == 0, result.output
+    second = json.loads((out / "report.json").read_text())
+    a, b = strip_timings(first), strip_timings(second)
+    a.pop("source"), b.pop("source")
+    assert a == b
+
+
+def test_impossible_budget_is_a_clear_error_and_leaves_nothing(tmp_path):
+    src = _write(tmp_path, lut="10")
+    out = tmp_path / "never"
+    result = CliRunner().invoke(cli, ["compile", str(src), "-o", str(out)])
+    assert result.exit_code == 2
+    assert "budget" in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".never")]
+
+
+def test_malformed_file_exit_2_no_output(tmp_path):
+    src = tmp_path / "bad.nash"
+    src.write_text("network x {\n  input 1x8x8 uint8\n  fc a out\n}\n")
+    out = tmp_path / "bad_out"
+    result = CliRunner().invoke(cli, ["compile", str(src), "-o", str(out)])
+    assert result.exit_code == 2
+    assert "bad.nash:3:" in result.output
+    assert not out.exists()
