@@ -16,12 +16,16 @@ and lets the pipeline plug in the coarse cost model first and FINN's estimates l
   the hardware cost is in the fitness, not only a filter.
 
 All strategies are deterministic for a given seed and never evaluate a candidate twice.
+They hand candidates over in batches (`evaluate_many`), so the caller can evaluate a batch
+in parallel, and stop cleanly at a `deadline` (time.monotonic()) or on Ctrl-C, keeping
+everything evaluated so far.
 """
 
 from __future__ import annotations
 
 import itertools
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +65,7 @@ class SearchLog:
 
     entries: list[tuple[Candidate, Evaluation]] = field(default_factory=list)
     stopped_early: bool = False
+    stop_reason: str | None = None  # "interrupted" (Ctrl-C) or "time limit"
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -86,47 +91,95 @@ def _sample(choices: Choices, rng: random.Random) -> Candidate:
     return {k: rng.choice(list(v)) for k, v in sorted(choices.items())}
 
 
-def _run(evaluate: Callable[[Candidate], Evaluation], cand: Candidate, log: SearchLog,
-         seen: dict[tuple, Evaluation]) -> Evaluation:
-    key = candidate_key(cand)
-    if key not in seen:
-        ev = evaluate(cand)
-        seen[key] = ev
-        log.entries.append((dict(cand), ev))
-    return seen[key]
+Evaluate = Callable[[Candidate], Evaluation]
+EvaluateMany = Callable[[list[Candidate]], list[Evaluation]]
+
+#: Candidates handed to `evaluate_many` at once by the random and exhaustive strategies
+#: (evolution hands over one generation); the deadline is checked between chunks.
+CHUNK = 16
 
 
-def exhaustive(choices: Choices, evaluate: Callable[[Candidate], Evaluation],
-               max_candidates: int = 100_000) -> SearchLog:
+class _Runner:
+    """Evaluates candidates once each, in batches, until done or past the deadline."""
+
+    def __init__(self, evaluate: Evaluate | None, evaluate_many: EvaluateMany | None,
+                 deadline: float | None) -> None:
+        if evaluate is None and evaluate_many is None:
+            raise ValueError("give evaluate or evaluate_many")
+        self.evaluate_many = evaluate_many or (lambda cs: [evaluate(c) for c in cs])  # type: ignore[misc]
+        self.deadline = deadline
+        self.log = SearchLog()
+        self.seen: dict[tuple, Evaluation] = {}
+
+    def expired(self) -> bool:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.log.stopped_early = True
+            self.log.stop_reason = "time limit"
+            return True
+        return False
+
+    def run(self, cands: list[Candidate]) -> list[Evaluation]:
+        fresh: list[Candidate] = []
+        keys = set()
+        for c in cands:
+            k = candidate_key(c)
+            if k not in self.seen and k not in keys:
+                keys.add(k)
+                fresh.append(c)
+        if fresh:
+            for c, ev in zip(fresh, self.evaluate_many(fresh)):
+                self.seen[candidate_key(c)] = ev
+                self.log.entries.append((dict(c), ev))
+        return [self.seen[candidate_key(c)] for c in cands]
+
+
+def exhaustive(choices: Choices, evaluate: Evaluate | None = None,
+               max_candidates: int = 100_000, *, evaluate_many: EvaluateMany | None = None,
+               deadline: float | None = None) -> SearchLog:
     size = space_size(choices)
     if size > max_candidates:
         raise ValueError(f"the space has {size} candidates; exhaustive search is limited to "
                          f"{max_candidates} (use random or evolution)")
     keys = sorted(choices)
-    log = SearchLog()
-    seen: dict[tuple, Evaluation] = {}
+    runner = _Runner(evaluate, evaluate_many, deadline)
+    every = itertools.product(*(list(choices[k]) for k in keys))
     try:
-        for values in itertools.product(*(list(choices[k]) for k in keys)):
-            _run(evaluate, dict(zip(keys, values)), log, seen)
+        while not runner.expired():
+            chunk = [dict(zip(keys, v)) for v in itertools.islice(every, CHUNK)]
+            if not chunk:
+                break
+            runner.run(chunk)
     except KeyboardInterrupt:
-        log.stopped_early = True
-    return log
+        runner.log.stopped_early = True
+        runner.log.stop_reason = "interrupted"
+    return runner.log
 
 
-def random_search(choices: Choices, evaluate: Callable[[Candidate], Evaluation], samples: int,
-                  seed: int = 0) -> SearchLog:
+def random_search(choices: Choices, evaluate: Evaluate | None = None, samples: int = 100,
+                  seed: int = 0, *, evaluate_many: EvaluateMany | None = None,
+                  deadline: float | None = None) -> SearchLog:
     rng = random.Random(seed)
-    log = SearchLog()
-    seen: dict[tuple, Evaluation] = {}
+    runner = _Runner(evaluate, evaluate_many, deadline)
     target = min(samples, space_size(choices))
+    # the sample is drawn first, so it does not depend on how it is evaluated
+    picked: list[Candidate] = []
+    keys: set[tuple] = set()
     tries = 0
+    while len(picked) < target and tries < 50 * target:
+        tries += 1
+        c = _sample(choices, rng)
+        if candidate_key(c) not in keys:
+            keys.add(candidate_key(c))
+            picked.append(c)
     try:
-        while len(log) < target and tries < 50 * target:
-            tries += 1
-            _run(evaluate, _sample(choices, rng), log, seen)
+        for i in range(0, len(picked), CHUNK):
+            if runner.expired():
+                break
+            runner.run(picked[i:i + CHUNK])
     except KeyboardInterrupt:
-        log.stopped_early = True
-    return log
+        runner.log.stopped_early = True
+        runner.log.stop_reason = "interrupted"
+    return runner.log
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -164,30 +217,39 @@ def _ranks(evals: Sequence[Evaluation]) -> list[int]:
     return ranks
 
 
-def evolution(choices: Choices, evaluate: Callable[[Candidate], Evaluation], population: int,
-              generations: int, seed: int = 0, tournament: int = 3,
-              mutation_rate: float = 0.3) -> SearchLog:
+def evolution(choices: Choices, evaluate: Evaluate | None = None, population: int = 64,
+              generations: int = 20, seed: int = 0, tournament: int = 3,
+              mutation_rate: float = 0.3, *, evaluate_many: EvaluateMany | None = None,
+              deadline: float | None = None) -> SearchLog:
+    """`population` random candidates, then `generations` generations of population/2
+    children each (at most population + generations * population / 2 evaluations)."""
     rng = random.Random(seed)
-    log = SearchLog()
-    seen: dict[tuple, Evaluation] = {}
+    runner = _Runner(evaluate, evaluate_many, deadline)
     keys = sorted(choices)
     limit = space_size(choices)
     pop: list[tuple[Candidate, Evaluation]] = []
     try:
+        first: list[Candidate] = []
+        seen_keys: set[tuple] = set()
         tries = 0
-        while len(pop) < min(population, limit) and tries < 50 * population:
+        while len(first) < min(population, limit) and tries < 50 * population:
             tries += 1
             cand = _sample(choices, rng)
-            if candidate_key(cand) in seen:
-                continue
-            pop.append((cand, _run(evaluate, cand, log, seen)))
+            if candidate_key(cand) not in seen_keys:
+                seen_keys.add(candidate_key(cand))
+                first.append(cand)
+        for i in range(0, len(first), CHUNK):
+            if runner.expired():
+                return runner.log
+            pop += list(zip(first[i:i + CHUNK], runner.run(first[i:i + CHUNK])))
         for _ in range(generations):
-            if len(seen) >= limit:
+            if len(runner.seen) >= limit or runner.expired():
                 break
             ranks = _ranks([e for _, e in pop])
-            children: list[tuple[Candidate, Evaluation]] = []
+            kids: list[Candidate] = []
+            kid_keys: set[tuple] = set()
             attempts = 0
-            while len(children) < max(1, population // 2) and attempts < 20 * population:
+            while len(kids) < max(1, population // 2) and attempts < 20 * population:
                 attempts += 1
                 parents = []
                 for _ in range(2):
@@ -197,18 +259,22 @@ def evolution(choices: Choices, evaluate: Callable[[Candidate], Evaluation], pop
                 for k in keys:
                     if rng.random() < mutation_rate / max(1, len(keys)) * 3:
                         child[k] = rng.choice(list(choices[k]))
-                if candidate_key(child) in seen:
+                known = runner.seen.keys() | kid_keys
+                if candidate_key(child) in known:
                     k = rng.choice(keys)
                     child[k] = rng.choice(list(choices[k]))
-                    if candidate_key(child) in seen:
+                    if candidate_key(child) in runner.seen.keys() | kid_keys:
                         continue
-                children.append((child, _run(evaluate, child, log, seen)))
-                if len(seen) >= limit:
+                kid_keys.add(candidate_key(child))
+                kids.append(child)
+                if len(runner.seen) + len(kids) >= limit:
                     break
-            if not children:
+            if not kids:
                 break
+            children = list(zip(kids, runner.run(kids)))
             # regularised evolution: the oldest leave, the children join
             pop = pop[len(children):] + children if len(pop) >= population else pop + children
     except KeyboardInterrupt:
-        log.stopped_early = True
-    return log
+        runner.log.stopped_early = True
+        runner.log.stop_reason = "interrupted"
+    return runner.log

@@ -26,8 +26,8 @@ terms dimensionless:
 where K_l = C_l C_l^T + (1 - C_l)(1 - C_l)^T / width_l is the normalised Hamming kernel of
 the binary activation codes C_l (N x width_l) after the l-th normalised ReLU (expressivity:
 how differently the batch's inputs are partitioned), and g_l is the gradient of the
-cross-entropy loss on random labels with respect to the l-th layer's (effective) weights,
-n_l their count (trainability: whether gradient reaches every layer, whatever its op).
+cross-entropy loss on random labels (first 8 samples of the batch) with respect to the
+l-th layer's (effective) weights, n_l their count (trainability: whether gradient reaches every layer, whatever its op).
 Both terms are per-layer averages, so a network is not rewarded merely for having more
 layers or wider ones, and conv, shift and adder layers contribute on the same scale.
 
@@ -95,18 +95,28 @@ def naswot_score(model: nn.Module, x: torch.Tensor) -> float:
     return _logdet(k)
 
 
-def hybrid_score(model: nn.Module, x: torch.Tensor, seed: int = 0) -> float:
-    """nashc's hybrid-aware score (see the module docstring for the formula)."""
+def hybrid_score(model: nn.Module, x: torch.Tensor, seed: int = 0,
+                 grad_batch: int = 8) -> float:
+    """nashc's hybrid-aware score (see the module docstring for the formula).
+
+    The activation codes come from a forward pass of the whole batch without autograd;
+    the gradient term from a forward/backward pass of its first `grad_batch` samples
+    (the backward pass of adder layers costs O(N*L*O*K) and dominates otherwise)."""
     model = copy.deepcopy(model)  # the passes move BatchNorm/quantizer statistics
     codes: list[torch.Tensor] = []
-    _codes_hooks(model, codes)
+    hooks = _codes_hooks(model, codes)
     gen = torch.Generator().manual_seed(seed)
     model.train()
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
     model.zero_grad(set_to_none=True)
-    out = model(x)
+    xg = x[: max(2, min(grad_batch, x.shape[0]))]
+    out = model(xg)
     out = out.value if hasattr(out, "value") else out
     out = out.flatten(1)
-    labels = torch.randint(0, out.shape[1], (x.shape[0],), generator=gen)
+    labels = torch.randint(0, out.shape[1], (xg.shape[0],), generator=gen)
     loss = nn.functional.cross_entropy(out, labels)
     loss.backward()
     n = x.shape[0]

@@ -14,7 +14,7 @@ existing ONNX/QONNX models.
   fc head) has no BatchNorm and no activation unless it is an adder layer, which keeps a
   `BatchNorm1d/2d` to bring its ``-sum|x - w|`` outputs into range (AdderNet practice);
 - max pools -> `MaxPool2d`, avg pools and `global avg` -> Brevitas `TruncAvgPool2d`
-  (exported as AveragePool + Trunc), the input is flattened before the first fc;
+  (floor truncation, as FINN requires; exported as AveragePool + Trunc), the input is flattened before the first fc;
 - a residual block -> conv1/bn/relu, conv2/bn, shortcut (identity or `NAME.down`
   1x1 conv + bn); both branches go through one shared signed `QuantIdentity` (so they
   are on one grid), are added with a real elementwise add and re-quantized by a
@@ -59,6 +59,7 @@ from brevitas.quant import (
     Int8WeightPerTensorFloat,
     SignedBinaryActPerTensorConst,
     SignedBinaryWeightPerTensorConst,
+    TruncTo8bit,
     Uint8ActPerTensorFloat,
 )
 from qonnx.core.datatype import DataType
@@ -400,7 +401,9 @@ def build_module(net: ResolvedNetwork,
             if mode == "max":
                 pool: nn.Module = nn.MaxPool2d((kh, kw), (sh, sw))
             elif quant_out:
-                pool = qnn.TruncAvgPool2d((kh, kw), (sh, sw), return_quant_tensor=True)
+                # floor truncation: FINN's QONNX import accepts only rounding_mode FLOOR
+                pool = qnn.TruncAvgPool2d((kh, kw), (sh, sw), trunc_quant=TruncTo8bit,
+                                          return_quant_tensor=True)
             else:
                 pool = nn.AvgPool2d((kh, kw), (sh, sw))
             stages.append((layer.name, _Pool(pool)))

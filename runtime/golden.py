@@ -104,6 +104,8 @@ class LowerQonnxQuantToONNX(Transformation):
                 new = self._bipolar(model, node)
             elif node.op_type == "MultiThreshold":
                 new = self._multithreshold(model, node, opset)
+            elif node.op_type == "Trunc" and len(node.input) == 6:
+                new = self._trunc(model, node)
             else:
                 raise GoldenError(f"node {node.name!r} ({node.op_type}): no standard-ONNX "
                                   "lowering for onnxruntime")
@@ -149,6 +151,43 @@ class LowerQonnxQuantToONNX(Transformation):
             nodes += self._round(model, t[3], t[4], mode, nm)
         nodes += [helper.make_node("Sub", [t[4], zeropt], [t[5]], name=nm + "_subz"),
                   helper.make_node("Mul", [t[5], scale], [node.output[0]], name=nm)]
+        return nodes
+
+    def _trunc(self, model: ModelWrapper, node: NodeProto) -> list[NodeProto]:
+        """QONNX Trunc (v2, as Brevitas' TruncAvgPool exports it), step by step as
+        `qonnx.custom_op.general.trunc.trunc_v2` computes it."""
+        from qonnx.custom_op.general.quant import max_int, min_int
+
+        x, scale, zeropt, _in_bw, out_scale, out_bw = node.input
+        consts = [model.get_initializer(t) for t in (scale, zeropt, out_scale, out_bw)]
+        if any(c is None for c in consts):
+            raise GoldenError(f"node {node.name!r} (Trunc): scales, zero-point and bit widths "
+                              "must be initializers")
+        sc, zp, osc, obw = (np.asarray(c, dtype=np.float32) for c in consts)
+        a = {at.name: helper.get_attribute_value(at) for at in node.attribute}
+        signed, narrow = int(a.get("signed", 1)), int(a.get("narrow", 0))
+        mode = a.get("rounding_mode", b"FLOOR")
+        mode = (mode.decode() if isinstance(mode, bytes) else str(mode)).upper()
+        trunc_scale = np.float32(2.0 ** np.round(np.log2(osc / sc)))
+        lo = float(min_int(signed, narrow, float(obw)))
+        hi = float(max_int(signed, narrow, float(obw)))
+        nm = node.name or node.output[0]
+        t = [model.make_new_valueinfo_name() for _ in range(8)]
+        nodes = [
+            helper.make_node("Div", [x, scale], [t[0]], name=nm + "_div"),
+            helper.make_node("Add", [t[0], zeropt], [t[1]], name=nm + "_addz"),
+            helper.make_node("Round", [t[1]], [t[2]], name=nm + "_round_in"),
+            helper.make_node("Div", [t[2], self._c(model, trunc_scale)], [t[3]],
+                             name=nm + "_shift"),
+            helper.make_node("Min", [t[3], self._c(model, hi)], [t[4]], name=nm + "_min"),
+            helper.make_node("Max", [t[4], self._c(model, lo)], [t[5]], name=nm + "_max"),
+        ]
+        nodes += self._round(model, t[5], t[6], mode, nm)
+        nodes += [
+            helper.make_node("Sub", [t[6], self._c(model, zp / trunc_scale)], [t[7]],
+                             name=nm + "_subz"),
+            helper.make_node("Mul", [t[7], out_scale], [node.output[0]], name=nm),
+        ]
         return nodes
 
     def _round(self, model: ModelWrapper, x: str, out: str, mode: str,

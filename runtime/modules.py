@@ -138,14 +138,18 @@ class _AdderFn(torch.autograd.Function):
     """cols (N, K, L), w (O, K) -> y (N, O, L) = -sum_k |cols[n,k,l] - w[o,k]|."""
 
     @staticmethod
-    def forward(ctx: Any, cols: Tensor, w: Tensor, eta: float) -> Tensor:
+    def forward(ctx: Any, cols: Tensor, w: Tensor, eta: float, exact: bool) -> Tensor:
         ctx.save_for_backward(cols, w)
         ctx.eta = eta
-        y = -torch.cdist(cols.transpose(1, 2).contiguous(), w.unsqueeze(0).contiguous(), p=1)
-        return y.transpose(1, 2)
+        a, b = cols.transpose(1, 2).contiguous(), w.unsqueeze(0).contiguous()
+        if exact:
+            # float64 sums rounded once, as the QONNX reference computes them: a float32
+            # sum in another order can flip the next quantizer at a rounding tie
+            return -torch.cdist(a.double(), b.double(), p=1).transpose(1, 2).to(cols.dtype)
+        return -torch.cdist(a, b, p=1).transpose(1, 2)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
         cols, w = ctx.saved_tensors
         g = grad  # (N, O, L)
         grad_cols = grad_w = None
@@ -163,12 +167,13 @@ class _AdderFn(torch.autograd.Function):
                 wc = w[o0:o0 + step]  # (Oc, K)
                 ht = F.hardtanh(wc.unsqueeze(0).unsqueeze(-1) - cols.unsqueeze(1))
                 grad_cols += torch.einsum("nol,nokl->nkl", g[:, o0:o0 + step], ht)
-        return grad_cols, grad_w, None
+        return grad_cols, grad_w, None, None
 
 
-def adder_core(cols: Tensor, w: Tensor, eta: float = 0.2) -> Tensor:
-    """``y[n,o,l] = -sum_k |cols[n,k,l] - w[o,k]|`` with AdderNet's gradients."""
-    out: Tensor = _AdderFn.apply(cols, w, eta)
+def adder_core(cols: Tensor, w: Tensor, eta: float = 0.2, exact: bool = False) -> Tensor:
+    """``y[n,o,l] = -sum_k |cols[n,k,l] - w[o,k]|`` with AdderNet's gradients; `exact`
+    sums in float64 (evaluation mode: bit-exact against the QONNX reference)."""
+    out: Tensor = _AdderFn.apply(cols, w, eta, exact)
     return out
 
 
@@ -317,7 +322,7 @@ class AdderConv2d(_HybridConvBase):
         n, _, h, wd = v.shape
         oh, ow = _conv_out_hw(h, wd, self.kernel_size, self.stride, self.padding)
         cols = F.unfold(v, self.kernel_size, padding=self.padding, stride=self.stride)
-        y = adder_core(cols, w.reshape(self.out_channels, -1), self.eta)
+        y = adder_core(cols, w.reshape(self.out_channels, -1), self.eta, exact=not self.training)
         y = y.reshape(n, self.out_channels, oh, ow)
         if self.bias is not None:
             y = y + self.bias.reshape(1, -1, 1, 1)
@@ -404,7 +409,7 @@ class AdderLinear(_HybridLinearBase):
         self.export_weight = w.detach().t().contiguous()
         lead = v.shape[:-1]
         cols = v.reshape(-1, self.in_features, 1)
-        y = adder_core(cols, w, self.eta).reshape(*lead, self.out_features)
+        y = adder_core(cols, w, self.eta, exact=not self.training).reshape(*lead, self.out_features)
         if self.bias is not None:
             y = y + self.bias
         return y

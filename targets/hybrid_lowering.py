@@ -33,7 +33,12 @@ from qonnx.transformation.base import Transformation
 from nashc.dsl.errors import NashcError
 from nashc.runtime.ops import is_shift_weights
 from nashc.targets import hw_layers
-from nashc.targets.lower import ExtraStep, LoweredModel
+from nashc.targets.lower import (
+    ExtraStep,
+    LoweredModel,
+    absorb_layout_transposes,
+    has_residual_forks,
+)
 
 __all__ = [
     "HybridLoweringError",
@@ -365,9 +370,7 @@ class InferHybridMVAU(Transformation):
 def step_hybrid_streamline(model: ModelWrapper) -> ModelWrapper:
     """Moves scalar Muls past hybrid ops, lowers hybrid convs to Im2Col + matmul in NHWC
     and repeats the tail of FINN's streamlining (as `lower.step_streamline` runs it)."""
-    import finn.transformation.streamline.absorb as absorb
     from finn.transformation.streamline import Streamline
-    from finn.transformation.streamline.reorder import MakeMaxPoolNHWC
     from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
     from qonnx.transformation.general import RemoveUnusedTensors
     from qonnx.transformation.infer_data_layouts import InferDataLayouts
@@ -380,10 +383,7 @@ def step_hybrid_streamline(model: ModelWrapper) -> ModelWrapper:
         model = model.transform(MoveScalarMulPastShiftMatMul())
         model = model.transform(Streamline())
     model = model.transform(LowerHybridConvsToMatMul())
-    model = model.transform(MakeMaxPoolNHWC())
-    model = model.transform(absorb.AbsorbTransposeIntoMultiThreshold())
-    model = model.transform(MakeMaxPoolNHWC())
-    model = model.transform(absorb.AbsorbConsecutiveTransposes())
+    model = absorb_layout_transposes(model, has_residual_forks(model))
     model = model.transform(Streamline())
     model = model.transform(RoundAndClipThresholds())
     model = model.transform(InferDataTypes())

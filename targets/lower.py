@@ -45,6 +45,7 @@ __all__ = [
     "is_hw_node",
     "ConvertSpatialReduceMeanToGlobalAveragePool",
     "has_residual_forks",
+    "absorb_layout_transposes",
 ]
 
 Phase = Literal["qonnx_to_finn", "tidy_up", "streamline", "convert_to_hw"]
@@ -240,19 +241,40 @@ def _resnet_streamline(model: ModelWrapper) -> ModelWrapper:
     return model.transform(DoubleToSingleFloat())
 
 
-def step_streamline(model: ModelWrapper, residual: bool) -> ModelWrapper:
-    """FINN's `step_streamline`, plus ResNet-50's moves past forks/joins when `residual`."""
+def absorb_layout_transposes(model: ModelWrapper, residual: bool) -> ModelWrapper:
+    """After convs were lowered to Im2Col + MatMul in NHWC: FINN's transpose absorption,
+    plus (for residual graphs) moving transposes past joins and forks, as in FINN's
+    ResNet-50 recipe. Shared with the lowering of nashc's hybrid convs."""
     import finn.transformation.streamline.absorb as absorb
-    from finn.transformation.streamline import Streamline
     from finn.transformation.streamline.reorder import (
         MakeMaxPoolNHWC,
         MoveTransposePastEltwise,
         MoveTransposePastFork,
         MoveTransposePastJoinAdd,
     )
+    from qonnx.transformation.general import GiveUniqueNodeNames
+
+    model = model.transform(MakeMaxPoolNHWC())
+    model = model.transform(absorb.AbsorbTransposeIntoMultiThreshold())
+    model = model.transform(MakeMaxPoolNHWC())
+    model = model.transform(absorb.AbsorbConsecutiveTransposes())
+    if residual:
+        for _ in range(3):
+            for trn in (MoveTransposePastJoinAdd(), MoveTransposePastFork(),
+                        MoveTransposePastEltwise(), absorb.AbsorbConsecutiveTransposes(),
+                        absorb.AbsorbTransposeIntoMultiThreshold()):
+                model = model.transform(trn)
+                model = model.transform(GiveUniqueNodeNames())
+    return model
+
+
+def step_streamline(model: ModelWrapper, residual: bool) -> ModelWrapper:
+    """FINN's `step_streamline`, plus ResNet-50's moves past forks/joins when `residual`."""
+    import finn.transformation.streamline.absorb as absorb
+    from finn.transformation.streamline import Streamline
     from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
     from qonnx.transformation.bipolar_to_xnor import ConvertBipolarMatMulToXnorPopcount
-    from qonnx.transformation.general import GiveUniqueNodeNames, RemoveUnusedTensors
+    from qonnx.transformation.general import RemoveUnusedTensors
     from qonnx.transformation.infer_data_layouts import InferDataLayouts
     from qonnx.transformation.infer_datatypes import InferDataTypes
     from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
@@ -263,17 +285,7 @@ def step_streamline(model: ModelWrapper, residual: bool) -> ModelWrapper:
     model = model.transform(Streamline())
     if len(model.get_nodes_by_op_type("Conv")) > 0:
         model = model.transform(LowerConvsToMatMul())
-        model = model.transform(MakeMaxPoolNHWC())
-        model = model.transform(absorb.AbsorbTransposeIntoMultiThreshold())
-        model = model.transform(MakeMaxPoolNHWC())
-        model = model.transform(absorb.AbsorbConsecutiveTransposes())
-        if residual:
-            for _ in range(3):
-                for trn in (MoveTransposePastJoinAdd(), MoveTransposePastFork(),
-                            MoveTransposePastEltwise(), absorb.AbsorbConsecutiveTransposes(),
-                            absorb.AbsorbTransposeIntoMultiThreshold()):
-                    model = model.transform(trn)
-                    model = model.transform(GiveUniqueNodeNames())
+        model = absorb_layout_transposes(model, residual)
     model = model.transform(ConvertBipolarMatMulToXnorPopcount())
     model = model.transform(Streamline())
     if model.get_nodes_by_op_type("GlobalAveragePool"):

@@ -72,3 +72,40 @@ def test_evolution_finds_most_of_the_true_front():
 def test_pareto_front_maximises_both():
     pts = [(1.0, 10.0), (2.0, 5.0), (0.5, 5.0), (2.0, 5.0), (3.0, 1.0), (1.0, 9.0)]
     assert pareto_front(pts) == [0, 1, 4]
+
+
+@pytest.mark.parametrize("strategy", ["exhaustive", "random", "evolution"])
+def test_batched_evaluation_gives_the_same_search(strategy):
+    batches = []
+
+    def many(cands):
+        batches.append(len(cands))
+        return [toy_eval(c) for c in cands]
+
+    def run(**kw):
+        if strategy == "exhaustive":
+            return exhaustive(CHOICES, **kw)
+        if strategy == "random":
+            return random_search(CHOICES, samples=30, seed=3, **kw)
+        return evolution(CHOICES, population=8, generations=4, seed=3, **kw)
+
+    single = run(evaluate=toy_eval)
+    batched = run(evaluate_many=many)
+    assert [candidate_key(c) for c, _ in single.entries] == [
+        candidate_key(c) for c, _ in batched.entries]
+    assert max(batches) > 1
+
+
+@pytest.mark.parametrize("strategy", ["exhaustive", "random", "evolution"])
+def test_deadline_stops_the_search_cleanly(strategy):
+    import time
+
+    past = time.monotonic() - 1
+    if strategy == "exhaustive":
+        log = exhaustive(CHOICES, toy_eval, deadline=past)
+    elif strategy == "random":
+        log = random_search(CHOICES, toy_eval, samples=30, deadline=past)
+    else:
+        log = evolution(CHOICES, toy_eval, population=8, generations=4, deadline=past)
+    assert log.stopped_early and log.stop_reason == "time limit"
+    assert len(log) == 0
