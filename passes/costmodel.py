@@ -27,8 +27,9 @@ The coarse model (`coarse_fps`) bounds what FINN's folding can reach inside a LU
 budget without lowering: with perfectly balanced folding every layer finishes in the
 same number of cycles II, layer l needs MACs_l / II lanes, so
 II >= sum_l MACs_l * lane_luts_l / LUT_budget (DSP-mapped multiplier lanes moved to the
-DSP budget first), and II >= max_l MACs_l / max_lanes_l (a layer cannot use more lanes
-than it has weights per output pixel times output channels). It ignores memories and
+DSP budget first), II >= max_l MACs_l / max_lanes_l (a layer cannot use more lanes than it
+has weights per output pixel times output channels, nor a weight stream wider than FINN's
+8191 bits), and II >= H x W of the input (one pixel per cycle enters the first layer). It ignores memories and
 control overhead (FINN's c0 = 300 LUTs per layer is added), so it is an optimistic
 bound used to rank and prune candidates before the fine stage (FINN estimates plus the
 folding search) decides.
@@ -98,9 +99,21 @@ class LayerWork:
     abits: int
 
 
+#: FINN's widest HLS weight stream (finn.util.basic.MAX_ALLOWED_AP_INT_W): PE * SIMD * W
+#: of an MVAU with streamed weights must not exceed it.
+MAX_WEIGHT_STREAM_BITS = 8191
+
+
+def _max_lanes(w: LayerWork) -> int:
+    return max(1, min(w.max_lanes, MAX_WEIGHT_STREAM_BITS // max(w.wbits, 1)))
+
+
 def coarse_fps(layers: Sequence[LayerWork], lut_budget: float, dsp_budget: float,
-               clock_mhz: float) -> tuple[float, dict[str, float]]:
-    """Optimistic fps bound of balanced folding within the budget, and its breakdown."""
+               clock_mhz: float, input_pixels: int = 1) -> tuple[float, dict[str, float]]:
+    """Optimistic fps bound of balanced folding within the budget, and its breakdown.
+
+    `input_pixels` (H x W of the network input) is a floor on the interval: FINN's
+    streams carry at most one pixel (all its channels) per cycle into the first layer."""
     if not layers:
         return 0.0, {}
     luts_fixed = LAYER_OVERHEAD_LUTS * len(layers)
@@ -108,7 +121,7 @@ def coarse_fps(layers: Sequence[LayerWork], lut_budget: float, dsp_budget: float
     # DSPs go to the multiplication lanes with the most expensive LUT multipliers first
     work_luts = 0.0
     dsp_left = dsp_budget
-    ii_floor = max(math.ceil(w.macs / max(w.max_lanes, 1)) for w in layers)
+    ii_floor = max(max(math.ceil(w.macs / _max_lanes(w)) for w in layers), input_pixels)
     # a first II guess to size the DSP share (lanes needed at the floor)
     for w in sorted(layers, key=lambda w: -lane_luts(w.op, w.wbits, w.abits)):
         lut_cost = lane_luts(w.op, w.wbits, w.abits)

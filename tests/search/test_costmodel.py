@@ -36,3 +36,12 @@ def test_coarse_bound_scales_with_budget_and_respects_the_lane_floor():
     assert info["ii_cycles"] == pytest.approx(100.0)
     with_dsp, _ = coarse_fps(layers, 20_000, 500, 250.0)
     assert with_dsp > small
+
+
+def test_coarse_bound_respects_finn_stream_width_and_input_pixels():
+    # 4-bit weights: at most 8191 // 4 = 2047 lanes, so 4096 MACs take >= 3 cycles
+    layers = [LayerWork("fc", "conv", 64 * 64, 64 * 64, 4, 4)]
+    _, info = coarse_fps(layers, 1e9, 0, 250.0)
+    assert info["ii_cycles"] == pytest.approx(3.0)
+    _, info = coarse_fps(layers, 1e9, 0, 250.0, input_pixels=64)
+    assert info["ii_cycles"] == pytest.approx(64.0)
