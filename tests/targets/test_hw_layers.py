@@ -220,3 +220,21 @@ def test_shift_word_bits():
     assert shift_word_bits(np.array([1.0, -128.0, 0.0])) == 5
     assert shift_word_bits(np.array([1.0, -128.0])) == 4
     assert shift_word_bits(np.array([1.0, -2.0, 4.0, 0.0])) == 3
+
+
+@pytest.mark.parametrize("kind", ["shift", "adder"])
+def test_setfolding_baseline_folds_hybrid_layers_as_mvaus(kind):
+    from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
+
+    from nashc.passes.folding import SetFoldingWithinBudget
+
+    model, _, _ = _node_model(kind, 4, 1, 1, True)
+    name = model.graph.node[0].name
+    before = model.analysis(exp_cycles_per_layer)[name]
+    base = SetFoldingWithinBudget({"LUT": 1e6, "BRAM_18K": 1e3, "URAM": 0, "DSP": 0}, PART,
+                                  clock_mhz=200.0, steps=12)
+    model = model.transform(base)
+    node = model.graph.node[0]
+    assert node.name == name and node.op_type.startswith(kind.capitalize())
+    assert base.result is not None and base.result.ii_cycles < before
+    assert model.analysis(exp_cycles_per_layer)[name] == base.result.ii_cycles
