@@ -67,8 +67,13 @@ def check(file: Path) -> None:
 @click.option("--target", "-t", help="Board (see `nashc targets`); overrides the file's target.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Output directory.")
 @click.option("--seed", type=int, help="Search seed; overrides the file's seed.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1),
+              help="Worker processes for candidate scoring (default: cores, at most 2).")
+@click.option("--search-seconds", type=click.FloatRange(min=0),
+              help="Stop the architecture search after this many seconds (best so far kept).")
 @user_errors
-def compile(file: Path, target: str | None, output: Path | None, seed: int | None) -> None:
+def compile(file: Path, target: str | None, output: Path | None, seed: int | None,
+            jobs: int | None, search_seconds: float | None) -> None:
     """Search, lower through FINN, verify and report the designs for a .nash FILE."""
     from rich.console import Console
 
@@ -76,16 +81,71 @@ def compile(file: Path, target: str | None, output: Path | None, seed: int | Non
 
     _quiet_libraries()
     console = Console(stderr=True)
-    opts = CompileOptions(target=target, output=output, seed=seed)
+    opts = CompileOptions(target=target, output=output, seed=seed, jobs=jobs,
+                          search_seconds=search_seconds)
+    last = [0.0]
     with console.status("nashc compile", spinner="dots") as status:
 
         def progress(msg: str) -> None:
-            if msg.startswith("step "):
+            import time
+
+            # a log line per step and, at most every 20 s, on progress (for logs and CI)
+            now = time.monotonic()
+            if msg.startswith("step ") or now - last[0] > 20:
                 console.log(msg)
+                last[0] = now
             status.update(f"nashc compile: {msg}")
 
         out, report = compile_file(file, opts, progress=progress)
     _print_compile_summary(out, report)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--arch", type=click.Path(path_type=Path),
+              help="report.json of an earlier `nashc compile`: train its chosen point.")
+@click.option("--index", type=int, help="With --arch: train pareto point N instead.")
+@click.option("--output", "-o", type=click.Path(path_type=Path),
+              help="Output directory (default: <file stem>_train).")
+@click.option("--seed", type=int, help="Seed of weights, split and shuffling (default: the "
+              "file's search seed, else 0).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Override the train section's epochs.")
+@click.option("--limit", type=click.IntRange(min=1),
+              help="Use at most N training and N validation images (quick runs).")
+@user_errors
+def train(file: Path, arch: Path | None, index: int | None, output: Path | None,
+          seed: int | None, epochs: int | None, limit: int | None) -> None:
+    """Train one architecture of a .nash FILE (quantization-aware) without searching.
+
+    Without --arch the network as declared is trained. Writes DIR/model_qonnx.onnx
+    (trained weights) and DIR/train.json (losses and validation accuracy per epoch)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from nashc.training import train_file
+
+    _quiet_libraries()
+    out, summary = train_file(file, arch=arch, index=index, output=output, seed=seed,
+                              epochs=epochs, limit=limit, progress=True)
+    console = Console()
+    data = summary["dataset"]
+    table = Table(title=f"{summary['network']} on {data['dataset']} ({data['train_samples']} "
+                  f"training / {data['val_samples']} validation images, seed {summary['seed']})")
+    for col in ("epoch", "train loss", "val accuracy"):
+        table.add_column(col, justify="right")
+    for i, (loss, acc) in enumerate(zip(summary["losses"], summary["val_accuracy"])):
+        table.add_row(str(i + 1), f"{loss:.4f}", f"{100 * acc:.2f}%")
+    console.print(table)
+    arch_txt = ", ".join(f"{k}={v}" for k, v in summary["arch"].items()) or "as declared"
+    console.print(f"architecture: {arch_txt}")
+    golden = summary["golden"]
+    console.print("golden check of the export: " + ", ".join(
+        f"{lv['name']} {'ok' if lv['ok'] else 'FAILED'} (max diff {lv['max_abs_diff']:.3g})"
+        for lv in golden["levels"]))
+    console.print(f"final validation accuracy {100 * summary['accuracy']:.2f}% "
+                  f"in {summary['seconds']:.1f} s; wrote {out}/ (model_qonnx.onnx, train.json)")
+    if not golden["ok"]:
+        sys.exit(1)
 
 
 @cli.command()
@@ -246,7 +306,7 @@ def _print_compile_summary(out: Path, report: dict[str, Any]) -> None:
     s = report["search"]
     console.print(f"search: {s['strategy']}, {s['candidates_evaluated']} candidates scored, "
                   f"{s['finn_evaluated']} lowered through FINN, {s['seconds']:.1f} s"
-                  + (" (interrupted)" if s.get("interrupted") else ""))
+                  + (f" (stopped early: {s.get('stop_reason')})" if s.get("interrupted") else ""))
     base = report.get("baseline")
     chosen = report["pareto"][report["chosen"]] if report.get("chosen") is not None else None
     if base and chosen and base.get("fps"):

@@ -57,6 +57,8 @@ class CompileOptions:
     seed: int | None = None
     survivors: int = DEFAULT_SURVIVORS
     progress: bool = True
+    jobs: int | None = None  # worker processes of the coarse stage (None: one per core, max 2)
+    search_seconds: float | None = None  # stop the architecture search after this long
 
 
 @dataclass
@@ -77,6 +79,7 @@ class Candidate:
     dataflow: Any = None  # folded FINN dataflow model
     lowered: Any = None
     error: str | None = None
+    module: Any = None  # the trained PyTorch module (step_train), else None
 
     @property
     def arch(self) -> dict[str, Any]:
@@ -101,6 +104,7 @@ class CompileState:
     golden: dict[str, Any] | None = None
     baseline: dict[str, Any] | None = None
     interrupted: bool = False
+    stop_reason: str | None = None
     search_seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -110,7 +114,18 @@ class CompileState:
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _build(state: CompileState, choice: dict[tuple[str, str], Any]) -> Any:
+@dataclass
+class CoarseContext:
+    """What the coarse stage needs, small enough to send to worker processes."""
+
+    program: Program
+    seed: int
+    batch: Any
+    budget: dict[str, float]
+    clock_mhz: float
+
+
+def _build(state: CompileState | CoarseContext, choice: dict[tuple[str, str], Any]) -> Any:
     """The candidate's PyTorch module with initial weights fixed by the seed, so the same
     architecture gets the same weights in every stage and every run."""
     import torch
@@ -120,6 +135,32 @@ def _build(state: CompileState, choice: dict[tuple[str, str], Any]) -> Any:
     assert state.program is not None
     torch.manual_seed(state.seed)
     return build_module(state.program.network, _layer_choices(state.program, choice))
+
+
+def _calibrated(state: CompileState, choice: dict[tuple[str, str], Any]) -> Any:
+    """The candidate's module with its BatchNorm statistics calibrated on the scoring
+    batch (train-mode forward passes, cumulative averages), then in eval mode.
+
+    An untrained network has identity BatchNorms: adder layers' all-negative outputs
+    then switch every following ReLU off, and quantizer inputs sit exactly on rounding
+    ties, so neither the hardware estimates' datatypes nor the golden checks would say
+    much. Calibrated statistics are what training starts from; a `train` section
+    replaces them with trained ones."""
+    import torch
+
+    module = _build(state, choice)
+    bns = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    module.train()
+    with torch.no_grad():
+        module(state.batch)
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    module.eval()
+    return module
 
 
 def _layer_choices(program: Program, choice: dict[tuple[str, str], Any]) -> dict[str, Any]:
@@ -242,7 +283,8 @@ def step_parse(state: CompileState) -> None:
                          "language to search it")
 
 
-def _evaluate_coarse(state: CompileState, choice: dict[tuple[str, str], Any]) -> Candidate:
+def _evaluate_coarse(state: CompileState | CoarseContext,
+                     choice: dict[tuple[str, str], Any]) -> Candidate:
     from nashc.passes.costmodel import coarse_fps
     from nashc.passes.zeroshot import SCORES
 
@@ -253,7 +295,10 @@ def _evaluate_coarse(state: CompileState, choice: dict[tuple[str, str], Any]) ->
     metric = program.file.search.metric if program.file.search is not None else "zero_shot"
     cand.score = float(SCORES.get(metric, SCORES["zero_shot"])(module, state.batch))
     works = _layer_work(module, state.batch, _weight_bits(program, choice))
-    fps, _ = coarse_fps(works, state.budget["LUT"], state.budget["DSP"], state.clock_mhz)
+    shape = program.network.input_shape
+    pixels = int(shape[1] * shape[2]) if shape is not None else 1
+    fps, _ = coarse_fps(works, state.budget["LUT"], state.budget["DSP"], state.clock_mhz,
+                        input_pixels=pixels)
     cand.coarse_fps = fps
     hw = program.file.hardware
     if hw is not None and hw.fps_min is not None and fps < hw.fps_min:
@@ -261,6 +306,71 @@ def _evaluate_coarse(state: CompileState, choice: dict[tuple[str, str], Any]) ->
     if not math.isfinite(cand.score):
         cand.score = -1e9
     return cand
+
+
+_WORKER: CoarseContext | None = None
+
+
+def _worker_init(ctx: CoarseContext) -> None:
+    import logging as _logging
+    import warnings
+
+    import torch
+
+    global _WORKER
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+    for name in ("finn", "finn_logger", "qonnx", "brevitas"):
+        _logging.getLogger(name).setLevel(_logging.ERROR)
+    _WORKER = ctx
+
+
+def _worker_eval(choice: dict[tuple[str, str], Any]) -> Candidate:
+    assert _WORKER is not None
+    return _evaluate_coarse(_WORKER, choice)
+
+
+class CoarseEvaluator:
+    """Scores batches of candidates, in `jobs` worker processes when jobs > 1.
+
+    Workers run single-threaded PyTorch; every candidate's weights and scoring batch are
+    fixed by the seed, so results do not depend on which worker evaluates it."""
+
+    def __init__(self, ctx: CoarseContext, jobs: int) -> None:
+        self.ctx = ctx
+        self.pool = None
+        if jobs > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.pool = ProcessPoolExecutor(max_workers=jobs,
+                                            mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_worker_init, initargs=(ctx,))
+
+    def __call__(self, choices: list[dict[tuple[str, str], Any]]) -> list[Candidate]:
+        if self.pool is None:
+            import torch
+
+            # single-threaded like the workers, so --jobs does not change any figure
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                return [_evaluate_coarse(self.ctx, c) for c in choices]
+            finally:
+                torch.set_num_threads(threads)
+        return list(self.pool.map(_worker_eval, choices))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _jobs(opts: CompileOptions) -> int:
+    import os
+
+    if opts.jobs is not None:
+        return max(1, opts.jobs)
+    return max(1, min(2, os.cpu_count() or 1))
 
 
 def step_search(state: CompileState) -> None:
@@ -271,33 +381,49 @@ def step_search(state: CompileState) -> None:
     search = program.file.search
     batch_n = search.metric_batch if search is not None else 32
     state.batch = _input_batch(state, batch_n)
-    by_key: dict[tuple, Candidate] = {}
+    ctx = CoarseContext(program, state.seed, state.batch, state.budget, state.clock_mhz)
     t0 = time.perf_counter()
-
-    def evaluate(choice: dict[tuple[str, str], Any]) -> Evaluation:
-        cand = _evaluate_coarse(state, choice)
-        state.candidates.append(cand)
-        by_key[tuple(sorted(choice.items()))] = cand
-        if state.progress:
-            state.progress(f"candidate {len(state.candidates)}: score {cand.score:.3f}, "
-                           f"coarse fps {cand.coarse_fps:,.0f}")
-        return Evaluation(cand.score, cand.coarse_fps, cand.coarse_feasible)
-
+    deadline = (time.monotonic() + state.opts.search_seconds
+                if state.opts.search_seconds is not None else None)
     choices = {k: tuple(v) for k, v in program.choices.items()}
-    if not choices:
-        evaluate({})
-    else:
-        strategy = search.strategy if search is not None else "evolution"
-        if strategy == "exhaustive":
-            logv = exhaustive(choices, evaluate)
-        elif strategy == "random":
-            logv = random_search(choices, evaluate, search.samples if search else 500,
-                                 seed=state.seed)
+    jobs = _jobs(state.opts) if len(choices) else 1
+    evaluator = CoarseEvaluator(ctx, jobs)
+
+    def evaluate_many(batch: list[dict[tuple[str, str], Any]]) -> list[Evaluation]:
+        cands = evaluator(batch)
+        state.candidates.extend(cands)
+        if state.progress and cands:
+            best = max(state.candidates, key=lambda c: c.score)
+            state.progress(f"{len(state.candidates)} candidates scored ({jobs} worker"
+                           f"{'s' if jobs > 1 else ''}); best score {best.score:.3f}")
+        return [Evaluation(c.score, c.coarse_fps, c.coarse_feasible) for c in cands]
+
+    try:
+        if not choices:
+            evaluate_many([{}])
         else:
-            logv = evolution(choices, evaluate, search.population if search else 64,
-                             search.generations if search else 20, seed=state.seed)
-        state.interrupted = logv.stopped_early
+            strategy = search.strategy if search is not None else "evolution"
+            if strategy == "exhaustive":
+                logv = exhaustive(choices, evaluate_many=evaluate_many, deadline=deadline)
+            elif strategy == "random":
+                logv = random_search(choices, samples=search.samples if search else 500,
+                                     seed=state.seed, evaluate_many=evaluate_many,
+                                     deadline=deadline)
+            else:
+                logv = evolution(choices, population=search.population if search else 64,
+                                 generations=search.generations if search else 20,
+                                 seed=state.seed, evaluate_many=evaluate_many,
+                                 deadline=deadline)
+            state.interrupted = logv.stopped_early
+            state.stop_reason = logv.stop_reason
+    finally:
+        evaluator.close()
     state.search_seconds = time.perf_counter() - t0
+    if not state.candidates:
+        raise NashcError("the search stopped before any candidate was evaluated")
+    if state.interrupted:
+        state.notes.append(f"architecture search stopped early ({state.stop_reason}) after "
+                           f"{len(state.candidates)} candidates; the front is the best so far")
 
 
 def _survivors(state: CompileState) -> list[Candidate]:
@@ -314,7 +440,9 @@ def _survivors(state: CompileState) -> list[Candidate]:
     return picked
 
 
-def _finn_stage(state: CompileState, cand: Candidate, idx: int) -> None:
+def _finn_stage(state: CompileState, cand: Candidate, idx: int, module: Any = None) -> None:
+    """Exports the candidate (`module`, e.g. trained; default: its calibrated module) to
+    QONNX, lowers it through FINN and folds it inside the budget."""
     from nashc.passes.folding import SearchFolding
     from nashc.runtime.build import export_qonnx_model
     from nashc.targets.estimate import estimate
@@ -324,7 +452,8 @@ def _finn_stage(state: CompileState, cand: Candidate, idx: int) -> None:
     assert program is not None
     steps_dir = state.workdir / "steps" / f"candidate_{idx:02d}"
     steps_dir.mkdir(parents=True, exist_ok=True)
-    module = _build(state, cand.choice)
+    if module is None:
+        module = _calibrated(state, cand.choice)
     qpath = steps_dir / "qonnx.onnx"
     model = export_qonnx_model(module, program.network, qpath)
     cand.qonnx_path = qpath
@@ -368,6 +497,55 @@ def step_accelerator_search(state: CompileState) -> None:
     if all(c.error for c in finalists):
         raise NashcError("no surviving candidate could be lowered through FINN:\n"
                          + "\n".join(f"  {c.error}" for c in finalists))
+
+
+def step_train(state: CompileState) -> None:
+    """Trains the lowered finalists with the file's `train` section (Brevitas QAT, see
+    `nashc.training`) and sets `accuracy` to the measured validation accuracy after the
+    last epoch; each trained module is exported again to the candidate's QONNX file and
+    lowered/folded again, so the design carries trained weights, and is kept on the
+    candidate for `step_verify`. Without a train section nothing happens; a data set that
+    cannot feed the network (e.g. 8x8 digits for a 3x32x32 input) is a note, not an
+    error, and accuracies stay None. Missing or malformed data is an error."""
+    from nashc.runtime.data import DatasetMismatch
+    from nashc.training import prepare_data, train_candidate
+
+    program = state.program
+    assert program is not None
+    section = program.file.train
+    if section is None:
+        return
+    todo = [(i, c) for i, c in enumerate(state.finalists) if c.error is None]
+    try:
+        data = prepare_data(program, state.seed)
+    except DatasetMismatch as err:
+        state.notes.append(f"train section skipped: {err}; accuracies are not reported")
+        return
+    for n, (i, cand) in enumerate(todo):
+        label = f"training {n + 1}/{len(todo)}"
+
+        def on_epoch(epoch: int, loss: float, acc: float | None, label: str = label) -> None:
+            if state.progress:
+                state.progress(f"{label}: epoch {epoch + 1}/{section.epochs} loss {loss:.3f}"
+                               + ("" if acc is None else f" val acc {100 * acc:.1f}%"))
+
+        module, result = train_candidate(program, cand.choice, state.seed, data=data,
+                                         on_epoch=on_epoch)
+        cand.accuracy = float(result.val_accuracy[-1])
+        cand.module = module
+        try:
+            _finn_stage(state, cand, i, module=module)
+        except NashcError as err:
+            cand.error = str(err)
+            cand.feasible = False
+            state.notes.append(f"candidate {cand.arch} was not lowered after training: {err}")
+    info = data.info
+    state.notes.append(
+        f"accuracy: validation accuracy measured after training {len(todo)} finalists for "
+        f"{section.epochs} epoch{'s' if section.epochs != 1 else ''} on {info.dataset}"
+        f"{f' {info.path}' if info.path else ''} ({info.train_samples} training / "
+        f"{info.val_samples} validation images, batch {section.batch}, lr {section.lr:g}, "
+        f"seed {state.seed})")
 
 
 def step_pareto(state: CompileState) -> None:
@@ -424,9 +602,10 @@ def step_verify(state: CompileState) -> None:
     assert state.chosen is not None and state.program is not None
     chosen = state.pareto[state.chosen]
     model = load_model(str(chosen.qonnx_path))
-    # level 1: the same seed rebuilds the module whose weights were exported
-    module = _build(state, chosen.choice)
-    module.eval()
+    # level 1: the same seed and batch rebuild the module whose weights were exported
+    module = getattr(chosen, "module", None)  # trained by step_train
+    if module is None:
+        module = _calibrated(state, chosen.choice)
     result = compare_levels(model, module, seed=state.seed)
     golden = result.to_json()
     try:
@@ -469,6 +648,7 @@ def step_report(state: CompileState) -> None:
             "candidates_evaluated": len(state.candidates),
             "finn_evaluated": len(state.finalists),
             "interrupted": state.interrupted,
+            "stop_reason": state.stop_reason,
             "seconds": round(state.search_seconds, 2),
         },
         pareto=points, chosen=state.chosen, golden=state.golden, baseline=state.baseline,
@@ -498,6 +678,7 @@ STEPS: list[tuple[str, Callable[[CompileState], None]]] = [
     ("parse", step_parse),
     ("search", step_search),
     ("accelerator_search", step_accelerator_search),
+    ("train", step_train),
     ("pareto", step_pareto),
     ("baseline", step_baseline),
     ("verify", step_verify),
