@@ -1,0 +1,116 @@
+"""Benchmark 1: accelerator search vs FINN's SetFolding and the exact optimum.
+
+For each network (FINN's TFC and CNV from brevitas_examples, random weights; the
+example networks of examples/ once they lower), lowered once through FINN for the u250,
+and each budget (a share of every u250 resource), it reports the initiation interval and
+fps of:
+
+* `coarse_to_fine`   nashc's SearchFolding,
+* `finn_setfolding`  FINN's SetFolding at the highest target fps that fits the budget,
+* `exact`            the integer-program optimum of the same folding problem (CBC),
+
+all on FINN's own cycle/resource estimates, and the ratios. Usage:
+
+    python bench/bench_folding.py [--quick] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import brevitas_example, command_line, write_section  # noqa: E402
+
+
+def _models(quick: bool):
+    yield "TFC-w2a2", brevitas_example("tfc")
+    if not quick:
+        yield "CNV-w2a2", brevitas_example("cnv")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="TFC only, two budgets")
+    ap.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
+    ap.add_argument("--clock", type=float, default=200.0)
+    args = ap.parse_args(argv)
+    logging.disable(logging.WARNING)  # FINN's SetFolding warns at every probe
+
+    from nashc.passes.folding import SetFoldingWithinBudget, coarse_to_fine, enumerate_units
+    from nashc.passes.folding_exact import solve_exact
+    from nashc.targets.boards import get_board
+    from nashc.targets.lower import lower_to_hw
+
+    board = get_board("u250")
+    res = board.resources
+    fractions = [0.01, 0.1] if args.quick else [0.01, 0.02, 0.1, 0.5]
+    rows = []
+    for name, model in _models(args.quick):
+        lowered = lower_to_hw(model, board, args.clock)
+        t0 = time.perf_counter()
+        units = enumerate_units(lowered.dataflow, board.part)
+        t_enum = time.perf_counter() - t0
+        n_opts = sum(len(u.options) for u in units)
+        for frac in fractions:
+            budget = {"LUT": res.lut * frac, "BRAM_18K": res.bram18 * frac,
+                      "URAM": res.uram * frac, "DSP": res.dsp * frac}
+            ours = coarse_to_fine(units, budget)
+            exact = solve_exact(units, budget, time_limit_s=120)
+            base = SetFoldingWithinBudget(budget, board.part, args.clock)
+            lowered.dataflow.transform(base)
+            sf = base.result
+            assert sf is not None
+
+            def fps(r):
+                return args.clock * 1e6 / r.ii_cycles if r.feasible else 0.0
+
+            rows.append({
+                "network": name, "budget": f"{frac:.0%}", "layers": len(units), "options": n_opts,
+                "ours_ii": ours.ii_cycles if ours.feasible else None, "ours_fps": fps(ours),
+                "ours_s": ours.seconds + t_enum,
+                "sf_ii": sf.ii_cycles if sf.feasible else None, "sf_fps": fps(sf),
+                "sf_s": sf.seconds,
+                "exact_ii": exact.ii_cycles if exact.feasible else None, "exact_fps": fps(exact),
+                "exact_note": exact.notes[0] if exact.notes else "", "exact_s": exact.seconds,
+            })
+            r = rows[-1]
+            print(f"{name:10s} {r['budget']:>4s}  ours {r['ours_fps']:>10,.0f} fps  "
+                  f"SetFolding {r['sf_fps']:>10,.0f} fps  exact {r['exact_fps']:>10,.0f} fps "
+                  f"({r['exact_note']})", flush=True)
+
+    def ratio(a: float, b: float) -> str:
+        return f"{a / b:.2f}x" if a and b else "n/a"
+
+    lines = [
+        "## 1. Accelerator search vs FINN's SetFolding and the exact optimum",
+        "",
+        f"u250 (`{board.part}`), {args.clock:g} MHz, budget = the given share of every "
+        "resource (LUT, BRAM18, URAM, DSP). fps from FINN's cycle estimates; 0 = nothing "
+        "fits. `ours` includes the time to build the option tables.",
+        "",
+        "| network | budget | layers | options | nashc fps | SetFolding fps | exact fps | "
+        "nashc / SetFolding | nashc / exact | nashc s | SetFolding s | exact s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['network']} | {r['budget']} | {r['layers']} | {r['options']} | "
+            f"{r['ours_fps']:,.0f} | {r['sf_fps']:,.0f} | {r['exact_fps']:,.0f} "
+            f"({r['exact_note']}) | {ratio(r['ours_fps'], r['sf_fps'])} | "
+            f"{ratio(r['ours_fps'], r['exact_fps'])} | {r['ours_s']:.2f} | {r['sf_s']:.2f} | "
+            f"{r['exact_s']:.2f} |")
+    body = "\n".join(lines)
+    print()
+    print(body)
+    if not args.no_write:
+        write_section("folding", body, command_line())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
