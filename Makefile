@@ -9,7 +9,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(VENV)/nashc check $(EXAMPLE)
+	$(VENV)/nashc compile $(EXAMPLE) --target u250 -o out/$(notdir $(basename $(EXAMPLE)))
 
 lint: setup
 	$(VENV)/ruff check .

@@ -624,11 +624,15 @@ def _setfolding_total(model: ModelWrapper, target_fps: float, clock_mhz: float,
     # SetFolding folds MVAUs by op type only; layers that subclass FINN's MVAU (nashc's
     # shift/adder units) are shown to it as MVAUs, so the baseline is not crippled by
     # leaving them unfolded, and get their own op type back afterwards
+    names = [n.name for n in m.graph.node]
     renamed = _as_finn_mvau(m)
     m = m.transform(SetFolding(target_cycles_per_frame=max(1, int(clock_mhz * 1e6 / target_fps))))
-    for i, (name, op_type) in renamed.items():
-        node = m.graph.node[i]
-        node.op_type, node.name = op_type, name
+    # SetFolding renames nodes by op type (GiveUniqueNodeNames): put every name back
+    assert len(m.graph.node) == len(names), "SetFolding changed the graph"
+    for node, name in zip(m.graph.node, names):
+        node.name = name
+    for i, (_name, op_type) in renamed.items():
+        m.graph.node[i].op_type = op_type
     cyc, res = [], []
     for node in m.graph.node:
         if _is_hw_node(node):

@@ -238,3 +238,36 @@ def test_setfolding_baseline_folds_hybrid_layers_as_mvaus(kind):
     assert node.name == name and node.op_type.startswith(kind.capitalize())
     assert base.result is not None and base.result.ii_cycles < before
     assert model.analysis(exp_cycles_per_layer)[name] == base.result.ii_cycles
+
+
+def test_setfolding_baseline_keeps_every_node_name():
+    """SetFolding renames nodes by op type; the baseline must give each node its own
+    folding back (a plain MVAU after a shift unit used to receive another node's)."""
+    from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
+
+    from nashc.passes.folding import SetFoldingWithinBudget
+
+    model, _, _ = _node_model("shift", 2, 1, 1, True)  # y: UINT2, (1, NV, MH)
+    rng = np.random.default_rng(1)
+    for i, (mw, mh) in enumerate([(MH, 64), (64, 4)]):
+        src = model.graph.output[0].name
+        out = f"z{i}"
+        node = helper.make_node(
+            "MVAU_hls", [src, f"w{i}"], [out], domain=HLS_DOMAIN, backend="fpgadataflow",
+            name=f"MVAU_hls_{i}", MW=mw, MH=mh, PE=1, SIMD=1, inputDataType="UINT2",
+            weightDataType="INT2", outputDataType="INT32", noActivation=1,
+            numInputVectors=[1, NV], mem_mode="internal_decoupled")
+        model.graph.node.append(node)
+        model.set_initializer(f"w{i}", rng.integers(-2, 2, size=(mw, mh)).astype(np.float32))
+        model.set_tensor_datatype(f"w{i}", DataType["INT2"])
+        model.graph.output.pop()
+        model.graph.output.append(helper.make_tensor_value_info(out, TensorProto.FLOAT,
+                                                                [1, NV, mh]))
+    names = [n.name for n in model.graph.node]
+    base = SetFoldingWithinBudget({"LUT": 1e6, "BRAM_18K": 1e3, "URAM": 0, "DSP": 0}, PART,
+                                  clock_mhz=200.0, steps=12)
+    model = model.transform(base)
+    assert [n.name for n in model.graph.node] == names
+    cycles = model.analysis(exp_cycles_per_layer)
+    assert base.result is not None
+    assert max(cycles.values()) == base.result.ii_cycles
