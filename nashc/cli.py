@@ -231,17 +231,38 @@ def estimate(model: Path, target: str, fps: float | None, output: Path | None,
 @cli.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write results as JSON.")
+@click.option("--target", "-t", default="u250", show_default=True,
+              help="Board whose FINN lowering level 3 checks.")
+@click.option("--no-finn", is_flag=True, help="Skip level 3 (FINN hardware layers).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
 @user_errors
-def verify(model: Path, json_out: Path | None) -> None:
-    """Check MODEL.onnx against onnxruntime (golden model) at every verification level."""
+def verify(model: Path, json_out: Path | None, target: str, no_finn: bool, seed: int) -> None:
+    """Check MODEL.onnx against onnxruntime (golden model) at every verification level.
+
+    Level 2: QONNX execution (nashc's hybrid ops included) vs onnxruntime on the
+    standard-ONNX lowering, bit-exact. Level 3: the FINN hardware-layer graph executed
+    layer by layer in python vs level 2, on the integer outputs. Level 1 (PyTorch module
+    vs QONNX) runs inside `nashc compile` and `nashc train`, where the module exists."""
     import json
 
     from rich.console import Console
     from rich.table import Table
 
-    from nashc.runtime.golden import compare_levels, load_model
+    from nashc.runtime.golden import LevelResult, compare_levels, load_model
 
-    result = compare_levels(load_model(model))
+    _quiet_libraries()
+    qmodel = load_model(model)
+    result = compare_levels(qmodel, seed=seed)
+    if not no_finn:
+        from nashc.targets.boards import get_board
+        from nashc.targets.hybrid_lowering import hybrid_extra_steps, verify_dataflow
+        from nashc.targets.lower import lower_to_hw
+
+        board = get_board(target)
+        lowered = lower_to_hw(load_model(model), board, board.default_clock_mhz,
+                              hybrid_extra_steps())
+        diff, ok = verify_dataflow(qmodel, lowered, seed)
+        result.levels.append(LevelResult("finn-dataflow-vs-qonnx", float(diff), bool(ok)))
     console = Console()
     for lv in result.levels:
         table = Table(title=f"level: {lv.name}")

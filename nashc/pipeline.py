@@ -13,9 +13,9 @@ bound misses the fps requirement are infeasible). The Pareto front of that stage
 the best-scored candidates, up to a fixed number of survivors) is then exported to
 QONNX, lowered through FINN and folded by the coarse-to-fine accelerator search inside
 the budget (the *fine* stage, FINN's estimates). The final front over (score or accuracy,
-fps) is reported; `keep pareto N` points are kept, the chosen design (the fastest one
-meeting the requirements, else the fastest) is verified against onnxruntime and written
-out with its FINN files. FINN's `SetFolding` under the same budget is run on the chosen
+fps) is reported; `keep pareto N` points are kept, the chosen design (the best-scoring,
+or most accurate when trained, among those meeting the fps/latency requirements; else the
+fastest) is verified against onnxruntime and written out with its FINN files. FINN's `SetFolding` under the same budget is run on the chosen
 architecture as the baseline.
 
 Ctrl-C during the search stops it cleanly: the candidates evaluated so far go on to the

@@ -52,6 +52,7 @@ __all__ = [
     "current_assignment",
     "SearchFolding",
     "SetFoldingWithinBudget",
+    "finn_setfolding",
 ]
 
 #: FINN's resource keys, in the order used for resource vectors.
@@ -616,23 +617,28 @@ def _as_finn_mvau(model: ModelWrapper) -> dict[int, tuple[str, str]]:
     return renamed
 
 
-def _setfolding_total(model: ModelWrapper, target_fps: float, clock_mhz: float,
-                      fpgapart: str) -> tuple[ModelWrapper, int, np.ndarray]:
+def finn_setfolding(model: ModelWrapper, target_cycles: int, **kwargs: Any) -> ModelWrapper:
+    """FINN's `SetFolding` on a copy of `model`, with two repairs: nashc's MVAU subclasses
+    (shift/adder units) are folded as MVAUs (SetFolding matches op types exactly and would
+    leave them at PE = SIMD = 1), and every node keeps its name (SetFolding renumbers them
+    by op type). `kwargs` go to SetFolding (e.g. mvau_wwidth_max)."""
     from finn.transformation.fpgadataflow.set_folding import SetFolding
 
     m = ModelWrapper(model.model.__deepcopy__())
-    # SetFolding folds MVAUs by op type only; layers that subclass FINN's MVAU (nashc's
-    # shift/adder units) are shown to it as MVAUs, so the baseline is not crippled by
-    # leaving them unfolded, and get their own op type back afterwards
     names = [n.name for n in m.graph.node]
     renamed = _as_finn_mvau(m)
-    m = m.transform(SetFolding(target_cycles_per_frame=max(1, int(clock_mhz * 1e6 / target_fps))))
-    # SetFolding renames nodes by op type (GiveUniqueNodeNames): put every name back
+    m = m.transform(SetFolding(target_cycles_per_frame=max(1, int(target_cycles)), **kwargs))
     assert len(m.graph.node) == len(names), "SetFolding changed the graph"
     for node, name in zip(m.graph.node, names):
         node.name = name
     for i, (_name, op_type) in renamed.items():
         m.graph.node[i].op_type = op_type
+    return m
+
+
+def _setfolding_total(model: ModelWrapper, target_fps: float, clock_mhz: float,
+                      fpgapart: str) -> tuple[ModelWrapper, int, np.ndarray]:
+    m = finn_setfolding(model, int(clock_mhz * 1e6 / target_fps))
     cyc, res = [], []
     for node in m.graph.node:
         if _is_hw_node(node):

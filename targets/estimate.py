@@ -56,21 +56,16 @@ def target_cycles_per_frame(target_fps: float, clock_mhz: float) -> int:
 def apply_folding_setfolding(model: ModelWrapper, target_fps: float, clock_mhz: float,
                              mvau_wwidth_max: int = 36,
                              two_pass_relaxation: bool = True) -> ModelWrapper:
-    """Sets PE/SIMD with FINN's `SetFolding` for `target_fps` (FINN's builder defaults)."""
-    from finn.transformation.fpgadataflow.set_folding import SetFolding
-    from finn.transformation.qonnx.give_unique_node_names_recursive import (
-        GiveUniqueNodeNamesRecursive,
-    )
-
+    """Sets PE/SIMD with FINN's `SetFolding` for `target_fps` (FINN's builder defaults),
+    nashc's shift/adder units folded as the MVAUs they are (`passes.folding.finn_setfolding`)."""
     from nashc.dsl.errors import NashcError
+    from nashc.passes.folding import finn_setfolding
 
     if target_fps <= 0:
         raise NashcError(f"target fps must be positive, got {target_fps}")
     cycles = max(1, target_cycles_per_frame(target_fps, clock_mhz))
-    model = model.transform(SetFolding(cycles, mvau_wwidth_max=mvau_wwidth_max,
-                                       two_pass_relaxation=two_pass_relaxation),
-                            apply_to_subgraphs=True)
-    return model.transform(GiveUniqueNodeNamesRecursive())
+    return finn_setfolding(model, cycles, mvau_wwidth_max=mvau_wwidth_max,
+                           two_pass_relaxation=two_pass_relaxation)
 
 
 @dataclass(frozen=True)
@@ -257,6 +252,7 @@ def estimate_model_file(model_path: str | Path, target: str = "u250",
 
     from nashc.dsl.errors import NashcError
     from nashc.targets.handoff import write_build_config
+    from nashc.targets.hybrid_lowering import hybrid_extra_steps
     from nashc.targets.lower import lower_to_hw
 
     board = get_board(target)
@@ -277,7 +273,7 @@ def estimate_model_file(model_path: str | Path, target: str = "u250",
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        lowered = lower_to_hw(model, board, clock, insert_topk=insert_topk,
+        lowered = lower_to_hw(model, board, clock, hybrid_extra_steps(), insert_topk=insert_topk,
                               workdir=tmp / "_finn")
         folded = apply_folding_setfolding(lowered.dataflow, target_fps, clock)
         est = estimate(folded, clock, board.part)

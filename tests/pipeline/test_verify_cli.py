@@ -1,0 +1,55 @@
+"""`nashc verify` runs levels 2 and 3 on a hybrid network exported by nashc."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from nashc.cli import cli
+from nashc.dsl import parse
+from nashc.dsl.check import check_program
+from nashc.runtime.build import LayerChoice, build_module, export_qonnx_model
+
+pytestmark = pytest.mark.finn
+
+NET = """
+network small {
+  input 1x8x8 uint8
+  weights int4
+  activations uint4
+  conv stem out 8 kernel 3
+  conv mid out 8 kernel 3
+  pool gap global avg
+  fc head out 10 weights int8
+}
+"""
+
+
+@pytest.mark.parametrize("op", ["shift", "adder"])
+def test_verify_levels_2_and_3_on_a_hybrid_conv_net(tmp_path, op):
+    program = check_program(parse(NET, "small.nash"))
+    torch.manual_seed(0)
+    module = build_module(program.network, {"mid": LayerChoice(op=op)})
+    # calibrate BatchNorm so the hybrid layer's outputs reach the next quantizer
+    module.train()
+    with torch.no_grad():
+        module(torch.randint(0, 256, (16, 1, 8, 8)).float())
+    module.eval()
+    path = tmp_path / "m.onnx"
+    export_qonnx_model(module, program.network, path)
+    out = tmp_path / "v.json"
+    result = CliRunner().invoke(cli, ["verify", str(path), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    names = [lv["name"] for lv in report["levels"]]
+    assert names == ["qonnx-vs-onnxruntime", "finn-dataflow-vs-qonnx"]
+    assert report["ok"] is True
+
+
+def test_verify_missing_file_is_exit_2(tmp_path):
+    result = CliRunner().invoke(cli, ["verify", str(tmp_path / "nope.onnx")])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
