@@ -1,15 +1,15 @@
 """Benchmark 1: accelerator search vs FINN's SetFolding and the exact optimum.
 
-For each network (FINN's TFC and CNV from brevitas_examples, random weights; the
-example networks of examples/ once they lower), lowered once through FINN for the u250,
-and each budget (a share of every u250 resource), it reports the initiation interval and
-fps of:
+For each network, lowered once through FINN for the u250, and each budget (a share of
+every u250 resource), it reports the initiation interval and fps of:
 
 * `coarse_to_fine`   nashc's SearchFolding,
 * `finn_setfolding`  FINN's SetFolding at the highest target fps that fits the budget,
 * `exact`            the integer-program optimum of the same folding problem (CBC),
 
-all on FINN's own cycle/resource estimates, and the ratios. Usage:
+on FINN's TFC and CNV (brevitas_examples, random weights) and the three example
+networks of examples/, as declared ("plain") and with their middle layers made shift and
+adder units ("hybrid"), all on FINN's own cycle/resource estimates, and the ratios. Usage:
 
     python bench/bench_folding.py [--quick] [--no-write]
 """
@@ -26,11 +26,46 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import brevitas_example, command_line, write_section  # noqa: E402
 
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def example_network(name: str, hybrid: bool, seed: int = 0):
+    """An example network of examples/ as declared, or with its middle conv/fc layers
+    made hybrid (alternately shift and adder; the first and last stay multiplications),
+    BatchNorm calibrated on random inputs, exported to QONNX."""
+    import tempfile
+
+    import torch
+
+    from nashc.dsl import load
+    from nashc.runtime.build import LayerChoice, build_module, export_qonnx_model
+
+    program = load(EXAMPLES / name)
+    net = program.network
+    compute = [layer.name for layer in net.layers if layer.kind in ("conv", "fc")]
+    choices = {}
+    if hybrid:
+        for i, layer in enumerate(compute[1:-1]):
+            choices[layer] = LayerChoice(op="shift" if i % 2 == 0 else "adder")
+    torch.manual_seed(seed)
+    module = build_module(net, choices)
+    module.train()
+    with torch.no_grad():
+        module(torch.randint(0, 256, (16, *net.input_shape)).float())
+    module.eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        return export_qonnx_model(module, net, Path(tmp) / "m.onnx")
+
 
 def _models(quick: bool):
     yield "TFC-w2a2", brevitas_example("tfc")
-    if not quick:
-        yield "CNV-w2a2", brevitas_example("cnv")
+    if quick:
+        return
+    yield "CNV-w2a2", brevitas_example("cnv")
+    for name in ("tfc_digits.nash", "cnv_cifar.nash", "resnet8_cifar.nash"):
+        stem = name.removesuffix(".nash")
+        yield f"{stem} (plain)", example_network(name, hybrid=False)
+        yield f"{stem} (hybrid)", example_network(name, hybrid=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from nashc.passes.folding import SetFoldingWithinBudget, coarse_to_fine, enumerate_units
     from nashc.passes.folding_exact import solve_exact
     from nashc.targets.boards import get_board
+    from nashc.targets.hybrid_lowering import hybrid_extra_steps
     from nashc.targets.lower import lower_to_hw
 
     board = get_board("u250")
@@ -51,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     fractions = [0.01, 0.1] if args.quick else [0.01, 0.02, 0.1, 0.5]
     rows = []
     for name, model in _models(args.quick):
-        lowered = lower_to_hw(model, board, args.clock)
+        lowered = lower_to_hw(model, board, args.clock, hybrid_extra_steps())
         t0 = time.perf_counter()
         units = enumerate_units(lowered.dataflow, board.part)
         t_enum = time.perf_counter() - t0

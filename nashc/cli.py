@@ -302,7 +302,9 @@ def _quiet_libraries() -> None:
     import logging
     import warnings
 
-    for name in ("finn", "finn_logger", "qonnx", "brevitas"):
+    import torch  # noqa: F401  (configures its loggers on import: import it first)
+
+    for name in ("finn", "finn_logger", "qonnx", "brevitas", "torch"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
 

@@ -320,7 +320,8 @@ def _worker_init(ctx: CoarseContext) -> None:
     global _WORKER
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
-    for name in ("finn", "finn_logger", "qonnx", "brevitas"):
+    # after `import torch`, which configures its own loggers
+    for name in ("finn", "finn_logger", "qonnx", "brevitas", "torch"):
         _logging.getLogger(name).setLevel(_logging.ERROR)
     _WORKER = ctx
 
