@@ -86,8 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     res = board.resources
     fractions = [0.01, 0.1] if args.quick else [0.01, 0.02, 0.1, 0.5]
     rows = []
+    from nashc.dsl.errors import NashcError
+
+    failed: list[tuple[str, str]] = []
     for name, model in _models(args.quick):
-        lowered = lower_to_hw(model, board, args.clock, hybrid_extra_steps())
+        try:
+            lowered = lower_to_hw(model, board, args.clock, hybrid_extra_steps())
+        except NashcError as err:
+            failed.append((name, str(err)))
+            print(f"{name}: not lowered: {err}", flush=True)
+            continue
         t0 = time.perf_counter()
         units = enumerate_units(lowered.dataflow, board.part)
         t_enum = time.perf_counter() - t0
@@ -142,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             f"({r['exact_note']}) | {ratio(r['ours_fps'], r['sf_fps'])} | "
             f"{ratio(r['ours_fps'], r['exact_fps'])} | {r['ours_s']:.2f} | {r['sf_s']:.2f} | "
             f"{r['exact_s']:.2f} |")
+    for name, why in failed:
+        lines.append(f"| {name} | - | - | - | not lowered through FINN: {why} | | | | | | | |")
     lines += ["", "Reading (generated from the rows above):", ""]
     both = [r for r in rows if r["ours_fps"] and r["sf_fps"]]
     if both:

@@ -382,8 +382,12 @@ def step_hybrid_streamline(model: ModelWrapper) -> ModelWrapper:
         model = model.transform(MoveScalarMulPastAdderMatMul())
         model = model.transform(MoveScalarMulPastShiftMatMul())
         model = model.transform(Streamline())
+    had_convs = any(n.op_type in ("ShiftConv", "AdderConv") for n in model.graph.node)
     model = model.transform(LowerHybridConvsToMatMul())
-    model = absorb_layout_transposes(model, has_residual_forks(model))
+    if had_convs:
+        # only conv lowering inserts layout transposes; on fc-only graphs FINN's transpose
+        # absorption would move the input thresholds to NHWC and strand a Transpose
+        model = absorb_layout_transposes(model, has_residual_forks(model))
     model = model.transform(Streamline())
     model = model.transform(RoundAndClipThresholds())
     model = model.transform(InferDataTypes())

@@ -237,3 +237,35 @@ def test_tfc_hybrid_level3(tfc_onnx, kind):
     diff, ok = verify_dataflow(model, lowered, seed=0)
     assert ok, diff
     _corrupt_and_fail(model, lowered, op)
+
+
+def test_fc_only_network_with_a_hybrid_hidden_layer_lowers():
+    """A hybrid fc layer must not trigger the conv layout pass (it stranded a Transpose
+    in front of the first MVAU of fc networks)."""
+    import torch
+
+    from nashc.dsl import parse
+    from nashc.dsl.check import check_program
+    from nashc.runtime.build import LayerChoice, build_module, export_qonnx_model
+    from nashc.targets.boards import get_board
+    from nashc.targets.hybrid_lowering import hybrid_extra_steps, verify_dataflow
+    from nashc.targets.lower import lower_to_hw
+
+    program = check_program(parse(
+        "network t {\n input 1x8x8 uint8\n weights int4\n activations uint4\n"
+        " fc fc0 out 16\n fc fc1 out 16\n fc head out 10 weights int8\n}\n", "t.nash"))
+    torch.manual_seed(0)
+    module = build_module(program.network, {"fc1": LayerChoice(op="shift")})
+    module.train()
+    with torch.no_grad():
+        module(torch.randint(0, 256, (16, 1, 8, 8)).float())
+    module.eval()
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = export_qonnx_model(module, program.network, Path(tmp) / "t.onnx")
+    lowered = lower_to_hw(model, get_board("u250"), 200.0, hybrid_extra_steps())
+    assert "ShiftMVAU_hls" in {n.op_type for n in lowered.dataflow.graph.node}
+    _, ok = verify_dataflow(model, lowered, 0)
+    assert ok
