@@ -308,6 +308,26 @@ def step_streamline(model: ModelWrapper, residual: bool) -> ModelWrapper:
     return model
 
 
+def remove_cnv_to_fc_flatten(model: ModelWrapper) -> ModelWrapper:
+    """FINN's `RemoveCNVtoFCFlatten`, also for nashc's shift/adder fc units: FINN folds the
+    NHWC -> NCHW Transpose + Flatten in front of an fc layer into its weight rows only
+    when the layer's op type starts with "MVAU", so nashc's units (ShiftMVAU, AdderMVAU)
+    are shown to it as MVAUs and renamed back (the row permutation is valid for shift
+    codes and adder weights alike)."""
+    from finn.transformation.move_reshape import RemoveCNVtoFCFlatten
+
+    renamed = {}
+    for node in model.graph.node:
+        if node.op_type in ("ShiftMVAU", "AdderMVAU"):
+            renamed[node.name] = node.op_type
+            node.op_type = "MVAU"
+    model = model.transform(RemoveCNVtoFCFlatten())
+    for node in model.graph.node:
+        if node.name in renamed:
+            node.op_type = renamed[node.name]
+    return model
+
+
 def step_convert_to_hw(model: ModelWrapper) -> ModelWrapper:
     """FINN's `step_convert_to_hw` with the default config (thresholds fused into MVAUs)."""
     import finn.transformation.streamline.absorb as absorb
@@ -362,7 +382,6 @@ def step_convert_to_hw(model: ModelWrapper) -> ModelWrapper:
         InferVectorVectorActivation,
     )
     from finn.transformation.fpgadataflow.convert_to_hw.where import InferWhereLayer
-    from finn.transformation.move_reshape import RemoveCNVtoFCFlatten
     from finn.transformation.qonnx.give_unique_node_names_recursive import (
         GiveUniqueNodeNamesRecursive,
     )
@@ -388,7 +407,8 @@ def step_convert_to_hw(model: ModelWrapper) -> ModelWrapper:
                  InferPool())
     model = when(model, ["ReduceMax", "ReduceSum", "ReduceMean"], InferPoolFromReduce())
     model = when(model, ["Im2Col"], InferConvInpGen())
-    model = when(model, ["ConvolutionInputGenerator"], RemoveCNVtoFCFlatten())
+    if model.get_nodes_by_op_type("ConvolutionInputGenerator"):
+        model = remove_cnv_to_fc_flatten(model)
     model = when(model, ["Concat"], InferPad1DLayer())
     model = when(model, ["Concat"], InferConcatLayer())
     model = when(model, ["Split"], InferSplitLayer())
@@ -409,7 +429,7 @@ def step_convert_to_hw(model: ModelWrapper) -> ModelWrapper:
     model = model.transform(InferDuplicateStreamsLayer())
     model = when(model, ["Requant"], AbsorbElementwiseOpsIntoRequant())
     model = model.transform(absorb.AbsorbConsecutiveTransposes())
-    model = model.transform(RemoveCNVtoFCFlatten())
+    model = remove_cnv_to_fc_flatten(model)
     model = model.transform(GiveUniqueNodeNamesRecursive())
     model = model.transform(InferDataLayouts())
     model = model.transform(InferDataTypes())

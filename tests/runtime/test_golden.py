@@ -170,7 +170,9 @@ def test_cli_verify(tmp_path):
     p = tmp_path / "m.onnx"
     onnx.save(_shift_net().model, str(p))
     out = tmp_path / "r.json"
-    res = CliRunner().invoke(cli, ["verify", str(p), "--json", str(out)])
+    # level 3 (FINN) is covered in tests/pipeline/test_verify_cli.py; this hand-made graph
+    # is not a FINN-lowerable network
+    res = CliRunner().invoke(cli, ["verify", str(p), "--json", str(out), "--no-finn"])
     assert res.exit_code == 0, res.output
     assert "qonnx-vs-onnxruntime" in res.output
     assert json.loads(out.read_text())["ok"] is True
@@ -190,6 +192,6 @@ def test_cli_verify_mismatch_exits_1(tmp_path, monkeypatch):
     p = tmp_path / "m.onnx"
     onnx.save(_shift_net().model, str(p))
     out = tmp_path / "r.json"
-    res = CliRunner().invoke(cli, ["verify", str(p), "--json", str(out)])
+    res = CliRunner().invoke(cli, ["verify", str(p), "--json", str(out), "--no-finn"])
     assert res.exit_code == 1
     assert json.loads(out.read_text())["ok"] is False

@@ -269,3 +269,37 @@ def test_fc_only_network_with_a_hybrid_hidden_layer_lowers():
     assert "ShiftMVAU_hls" in {n.op_type for n in lowered.dataflow.graph.node}
     _, ok = verify_dataflow(model, lowered, 0)
     assert ok
+
+
+def test_conv_to_fc_flatten_is_absorbed_into_a_hybrid_fc_unit():
+    """FINN folds the NHWC Transpose + Flatten before the first fc layer into its weights
+    only for op types starting with MVAU; nashc's units must get the same treatment."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from nashc.dsl import parse
+    from nashc.dsl.check import check_program
+    from nashc.runtime.build import LayerChoice, build_module, export_qonnx_model
+    from nashc.targets.boards import get_board
+    from nashc.targets.hybrid_lowering import hybrid_extra_steps, verify_dataflow
+    from nashc.targets.lower import lower_to_hw
+
+    program = check_program(parse(
+        "network c {\n input 1x8x8 uint8\n weights int4\n activations uint4\n"
+        " conv c0 out 8 kernel 3 pad 0\n conv c1 out 8 kernel 3 pad 0\n"
+        " fc fc0 out 16\n fc head out 10 weights int8\n}\n", "c.nash"))
+    torch.manual_seed(0)
+    module = build_module(program.network, {"fc0": LayerChoice(op="adder")})
+    module.train()
+    with torch.no_grad():
+        module(torch.randint(0, 256, (16, 1, 8, 8)).float())
+    module.eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        model = export_qonnx_model(module, program.network, Path(tmp) / "c.onnx")
+    lowered = lower_to_hw(model, get_board("u250"), 200.0, hybrid_extra_steps())
+    ops = {n.op_type for n in lowered.dataflow.graph.node}
+    assert "AdderMVAU_hls" in ops and not any(o.startswith("Shuffle") for o in ops)
+    _, ok = verify_dataflow(model, lowered, 0)
+    assert ok
