@@ -30,7 +30,6 @@ import json
 import logging
 import math
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -690,12 +689,14 @@ STEPS: list[tuple[str, Callable[[CompileState], None]]] = [
 def compile_file(path: Path, opts: CompileOptions,
                  progress: Callable[[str], Any] | None = None) -> tuple[Path, dict[str, Any]]:
     """Runs the pipeline; returns the output directory and the report."""
+    from nashc.targets.outdir import make_temp_sibling, publish_dir
+
     path = Path(path)
     if not path.is_file():
         raise NashcError(f"{path}: no such file")
     out = (opts.output or Path(f"{path.stem}_nashc")).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = make_temp_sibling(out)
     state = CompileState(path=path, opts=opts, workdir=tmp, progress=progress)
     try:
         for name, fn in STEPS:
@@ -710,13 +711,7 @@ def compile_file(path: Path, opts: CompileOptions,
                 state.interrupted = True
             state.timings[name] = round(time.perf_counter() - t0, 3)
         report = json.loads((tmp / "report.json").read_text())
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            out.rename(old / out.name)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
+        publish_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

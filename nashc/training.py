@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -275,7 +274,9 @@ def train_file(path: Path, arch: Path | None = None, index: int | None = None,
 
     out = (output or Path(f"{path.stem}_train")).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    from nashc.targets.outdir import make_temp_sibling, publish_dir
+
+    tmp = make_temp_sibling(out)
     try:
         module, result = train_candidate(program, choice, seed, data=data, epochs=epochs,
                                          progress=progress, label=f"training {path.name}")
@@ -299,13 +300,7 @@ def train_file(path: Path, arch: Path | None = None, index: int | None = None,
             "golden": golden,
         }
         (tmp / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            out.rename(old / out.name)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
+        publish_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

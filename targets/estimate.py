@@ -248,12 +248,12 @@ def estimate_model_file(model_path: str | Path, target: str = "u250",
     `write_reports`, `dataflow_parent.onnx` and `build_config.json`.
     """
     import shutil
-    import tempfile
 
     from nashc.dsl.errors import NashcError
     from nashc.targets.handoff import write_build_config
     from nashc.targets.hybrid_lowering import hybrid_extra_steps
     from nashc.targets.lower import lower_to_hw
+    from nashc.targets.outdir import make_temp_sibling, publish_dir
 
     board = get_board(target)
     clock = float(clock_mhz if clock_mhz is not None else board.default_clock_mhz)
@@ -271,7 +271,7 @@ def estimate_model_file(model_path: str | Path, target: str = "u250",
         raise NashcError(f"cannot load {src} as ONNX: {err}") from err
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = make_temp_sibling(out)
     try:
         lowered = lower_to_hw(model, board, clock, hybrid_extra_steps(), insert_topk=insert_topk,
                               workdir=tmp / "_finn")
@@ -282,13 +282,7 @@ def estimate_model_file(model_path: str | Path, target: str = "u250",
         write_build_config(tmp, board, clock)
         shutil.rmtree(tmp / "_finn", ignore_errors=True)
         files = sorted(p.name for p in tmp.iterdir())
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            out.rename(old / out.name)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
+        publish_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
