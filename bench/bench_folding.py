@@ -38,7 +38,12 @@ def example_network(name: str, hybrid: bool, seed: int = 0):
     import torch
 
     from nashc.dsl import load
-    from nashc.runtime.build import LayerChoice, build_module, export_qonnx_model
+    from nashc.runtime.build import (
+        LayerChoice,
+        build_module,
+        calibrate_batchnorm,
+        export_qonnx_model,
+    )
 
     program = load(EXAMPLES / name)
     net = program.network
@@ -48,11 +53,8 @@ def example_network(name: str, hybrid: bool, seed: int = 0):
         for i, layer in enumerate(compute[1:-1]):
             choices[layer] = LayerChoice(op="shift" if i % 2 == 0 else "adder")
     torch.manual_seed(seed)
-    module = build_module(net, choices)
-    module.train()
-    with torch.no_grad():
-        module(torch.randint(0, 256, (16, *net.input_shape)).float())
-    module.eval()
+    module = calibrate_batchnorm(build_module(net, choices),
+                                 torch.randint(0, 256, (16, *net.input_shape)).float())
     with tempfile.TemporaryDirectory() as tmp:
         return export_qonnx_model(module, net, Path(tmp) / "m.onnx")
 

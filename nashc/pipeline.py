@@ -137,29 +137,12 @@ def _build(state: CompileState | CoarseContext, choice: dict[tuple[str, str], An
 
 
 def _calibrated(state: CompileState, choice: dict[tuple[str, str], Any]) -> Any:
-    """The candidate's module with its BatchNorm statistics calibrated on the scoring
-    batch (train-mode forward passes, cumulative averages), then in eval mode.
+    """The candidate's module with BatchNorm statistics calibrated on the scoring batch
+    (`nashc.runtime.build.calibrate_batchnorm`), in eval mode; a `train` section replaces
+    them with trained ones."""
+    from nashc.runtime.build import calibrate_batchnorm
 
-    An untrained network has identity BatchNorms: adder layers' all-negative outputs
-    then switch every following ReLU off, and quantizer inputs sit exactly on rounding
-    ties, so neither the hardware estimates' datatypes nor the golden checks would say
-    much. Calibrated statistics are what training starts from; a `train` section
-    replaces them with trained ones."""
-    import torch
-
-    module = _build(state, choice)
-    bns = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None
-    module.train()
-    with torch.no_grad():
-        module(state.batch)
-    for m, mom in zip(bns, saved):
-        m.momentum = mom
-    module.eval()
-    return module
+    return calibrate_batchnorm(_build(state, choice), state.batch)
 
 
 def _layer_choices(program: Program, choice: dict[tuple[str, str], Any]) -> dict[str, Any]:

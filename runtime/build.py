@@ -78,6 +78,7 @@ from nashc.runtime.modules import (
 )
 
 __all__ = [
+    "calibrate_batchnorm",
     "LayerChoice",
     "NashNet",
     "ResidualBlock",
@@ -485,6 +486,28 @@ def _kind_ok(mod: nn.Module, op_type: str) -> bool:
     if isinstance(mod, (qnn.QuantConv2d, ShiftConv2d, AdderConv2d)):
         return op_type in ("Conv", "ShiftConv", "AdderConv")
     return op_type in ("Gemm", "MatMul", "ShiftMatMul", "AdderMatMul")
+
+
+def calibrate_batchnorm(module: nn.Module, batch: Tensor) -> nn.Module:
+    """Sets every BatchNorm's running statistics from `batch` (a train-mode forward pass,
+    cumulative averages) and leaves the module in eval mode; returns it.
+
+    An untrained network has identity BatchNorms: adder layers' all-negative outputs then
+    switch every following ReLU off and quantizer inputs sit on rounding ties, so neither
+    estimates nor golden checks would say much. Calibrated statistics are what training
+    starts from."""
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    module.train()
+    with torch.no_grad():
+        module(batch)
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    module.eval()
+    return module
 
 
 def export_qonnx_model(module: nn.Module, net: ResolvedNetwork, path: str | Path,

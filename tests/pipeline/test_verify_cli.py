@@ -11,7 +11,12 @@ from click.testing import CliRunner
 from nashc.cli import cli
 from nashc.dsl import parse
 from nashc.dsl.check import check_program
-from nashc.runtime.build import LayerChoice, build_module, export_qonnx_model
+from nashc.runtime.build import (
+        LayerChoice,
+        build_module,
+        calibrate_batchnorm,
+        export_qonnx_model,
+    )
 
 pytestmark = pytest.mark.finn
 
@@ -33,11 +38,8 @@ def test_verify_levels_2_and_3_on_a_hybrid_conv_net(tmp_path, op):
     program = check_program(parse(NET, "small.nash"))
     torch.manual_seed(0)
     module = build_module(program.network, {"mid": LayerChoice(op=op)})
-    # calibrate BatchNorm so the hybrid layer's outputs reach the next quantizer
-    module.train()
-    with torch.no_grad():
-        module(torch.randint(0, 256, (16, 1, 8, 8)).float())
-    module.eval()
+    # calibrated BatchNorm: the hybrid layer's outputs reach the next quantizer
+    calibrate_batchnorm(module, torch.randint(0, 256, (16, 1, 8, 8)).float())
     path = tmp_path / "m.onnx"
     export_qonnx_model(module, program.network, path)
     out = tmp_path / "v.json"

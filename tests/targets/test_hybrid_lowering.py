@@ -246,7 +246,12 @@ def test_fc_only_network_with_a_hybrid_hidden_layer_lowers():
 
     from nashc.dsl import parse
     from nashc.dsl.check import check_program
-    from nashc.runtime.build import LayerChoice, build_module, export_qonnx_model
+    from nashc.runtime.build import (
+        LayerChoice,
+        build_module,
+        calibrate_batchnorm,
+        export_qonnx_model,
+    )
     from nashc.targets.boards import get_board
     from nashc.targets.hybrid_lowering import hybrid_extra_steps, verify_dataflow
     from nashc.targets.lower import lower_to_hw
@@ -256,10 +261,7 @@ def test_fc_only_network_with_a_hybrid_hidden_layer_lowers():
         " fc fc0 out 16\n fc fc1 out 16\n fc head out 10 weights int8\n}\n", "t.nash"))
     torch.manual_seed(0)
     module = build_module(program.network, {"fc1": LayerChoice(op="shift")})
-    module.train()
-    with torch.no_grad():
-        module(torch.randint(0, 256, (16, 1, 8, 8)).float())
-    module.eval()
+    calibrate_batchnorm(module, torch.randint(0, 256, (16, 1, 8, 8)).float())
     import tempfile
     from pathlib import Path
 
@@ -281,7 +283,12 @@ def test_conv_to_fc_flatten_is_absorbed_into_a_hybrid_fc_unit():
 
     from nashc.dsl import parse
     from nashc.dsl.check import check_program
-    from nashc.runtime.build import LayerChoice, build_module, export_qonnx_model
+    from nashc.runtime.build import (
+        LayerChoice,
+        build_module,
+        calibrate_batchnorm,
+        export_qonnx_model,
+    )
     from nashc.targets.boards import get_board
     from nashc.targets.hybrid_lowering import hybrid_extra_steps, verify_dataflow
     from nashc.targets.lower import lower_to_hw
@@ -292,10 +299,7 @@ def test_conv_to_fc_flatten_is_absorbed_into_a_hybrid_fc_unit():
         " fc fc0 out 16\n fc head out 10 weights int8\n}\n", "c.nash"))
     torch.manual_seed(0)
     module = build_module(program.network, {"fc0": LayerChoice(op="adder")})
-    module.train()
-    with torch.no_grad():
-        module(torch.randint(0, 256, (16, 1, 8, 8)).float())
-    module.eval()
+    calibrate_batchnorm(module, torch.randint(0, 256, (16, 1, 8, 8)).float())
     with tempfile.TemporaryDirectory() as tmp:
         model = export_qonnx_model(module, program.network, Path(tmp) / "c.onnx")
     lowered = lower_to_hw(model, get_board("u250"), 200.0, hybrid_extra_steps())
