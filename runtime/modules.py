@@ -232,6 +232,22 @@ def _conv_out_hw(h: int, w: int, k: int, stride: int, pad: int) -> tuple[int, in
 # -- modules --------------------------------------------------------------------------------
 
 
+class _AdderWeights:
+    """Adder weights live on the grid of the layer's input: the last input scale seen is
+    kept in the `input_scale` buffer (shared by AdderConv2d and AdderLinear)."""
+
+    weight: nn.Parameter
+    weight_bits: int
+    input_scale: Tensor
+
+    def _scale(self, scale: Tensor | None) -> Tensor:
+        return _remember_scale(self.input_scale, scale)
+
+    def effective_weight(self, scale: Tensor | None = None) -> Tensor:
+        return adder_weight(self.weight, self.input_scale if scale is None else scale,
+                            self.weight_bits)
+
+
 class _HybridConvBase(nn.Module):
     kind = "shift"
     export_weight: Tensor  # buffer: the weight of the last forward pass, as exported
@@ -289,7 +305,7 @@ class ShiftConv2d(_HybridConvBase):
         return F.conv2d(v, w, self.bias, self.stride, self.padding)
 
 
-class AdderConv2d(_HybridConvBase):
+class AdderConv2d(_AdderWeights, _HybridConvBase):
     """AdderNet convolution ``y = -sum |x - w|`` (zero padding contributes ``|0 - w|``)."""
 
     kind = "adder"
@@ -302,15 +318,6 @@ class AdderConv2d(_HybridConvBase):
         nn.init.kaiming_normal_(self.weight)
         self.register_buffer("input_scale", torch.zeros(()))
         self.register_buffer("export_weight", self.weight.detach().clone(), persistent=False)
-
-    input_scale: Tensor
-
-    def _scale(self, scale: Tensor | None) -> Tensor:
-        return _remember_scale(self.input_scale, scale)
-
-    def effective_weight(self, scale: Tensor | None = None) -> Tensor:
-        return adder_weight(self.weight, self.input_scale if scale is None else scale,
-                            self.weight_bits)
 
     def forward(self, x: Any) -> Tensor:
         v, scale = _unpack(x)
@@ -378,7 +385,7 @@ class ShiftLinear(_HybridLinearBase):
         return F.linear(v, w, self.bias)
 
 
-class AdderLinear(_HybridLinearBase):
+class AdderLinear(_AdderWeights, _HybridLinearBase):
     """AdderNet fully-connected layer ``y[..., o] = -sum_k |x[..., k] - w[o, k]|``."""
 
     kind = "adder"
@@ -391,15 +398,6 @@ class AdderLinear(_HybridLinearBase):
         self.register_buffer("input_scale", torch.zeros(()))
         self.register_buffer("export_weight", self.weight.detach().t().contiguous(),
                              persistent=False)
-
-    input_scale: Tensor
-
-    def _scale(self, scale: Tensor | None) -> Tensor:
-        return _remember_scale(self.input_scale, scale)
-
-    def effective_weight(self, scale: Tensor | None = None) -> Tensor:
-        return adder_weight(self.weight, self.input_scale if scale is None else scale,
-                            self.weight_bits)
 
     def forward(self, x: Any) -> Tensor:
         v, scale = _unpack(x)
