@@ -36,21 +36,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import command_line, write_section  # noqa: E402
+from common import command_line, digits_convnet, write_section  # noqa: E402
 
-NETWORK = """\
-network hybdigits {
-  input 1x8x8 uint8
-  weights int4
-  activations uint4
-
-  conv stem out 16 kernel 3
-  conv c1   out 32 kernel 3
-  conv c2   out 32 kernel 3 stride 2
-  pool gap  global avg
-  fc   head out 10 weights int8
-}
-"""
+NETWORK = digits_convnet("hybdigits")
 
 SPACES = {
     "mult-only": "{conv}",

@@ -34,21 +34,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import command_line, write_section  # noqa: E402
+from common import command_line, digits_convnet, write_section  # noqa: E402
 
 #: The search space (the .nash language). Space size: 12 (stem) x 36 (c1) x 36 (c2).
-SPACE = """\
-network zsdigits {
-  input 1x8x8 uint8
-  weights int4
-  activations uint4
-
-  conv stem out 16 kernel 3
-  conv c1   out 32 kernel 3
-  conv c2   out 32 kernel 3 stride 2
-  pool gap  global avg
-  fc   head out 10 weights int8
-}
+SPACE = digits_convnet("zsdigits") + """
 
 space {
   op    c1, c2        in {conv, shift, adder}

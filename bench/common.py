@@ -13,6 +13,26 @@ from pathlib import Path
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
+def digits_convnet(name: str) -> str:
+    """The small quantized CNN on digits that the hybrid and zero-shot benchmarks search
+    over, as a `.nash` network section named `name`."""
+    return f"network {name} {{\n" + _DIGITS_CONVNET_BODY
+
+
+_DIGITS_CONVNET_BODY = """\
+  input 1x8x8 uint8
+  weights int4
+  activations uint4
+
+  conv stem out 16 kernel 3
+  conv c1   out 32 kernel 3
+  conv c2   out 32 kernel 3 stride 2
+  pool gap  global avg
+  fc   head out 10 weights int8
+}
+"""
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
