@@ -194,20 +194,8 @@ def test_unsupported_weights_name_the_node():
 # -- Brevitas exports -------------------------------------------------------------------
 
 
-def _export(module, shape, tmp_path):
-    from brevitas.export import export_qonnx
-    from qonnx.util.cleanup import cleanup_model
-
-    from nashc.runtime.golden import load_model
-
-    module.eval()
-    p = tmp_path / "m.onnx"
-    export_qonnx(module, torch.randn(*shape), str(p))
-    return cleanup_model(load_model(p))
-
-
 @pytest.fixture(scope="module")
-def tiny_brevitas(tmp_path_factory):
+def tiny_brevitas(tmp_path_factory, brevitas_export):
     from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU
 
     torch.manual_seed(0)
@@ -227,7 +215,7 @@ def tiny_brevitas(tmp_path_factory):
             return self.fc(x.flatten(1))
 
     net = Net()
-    return net, _export(net, (1, 3, 8, 8), tmp_path_factory.mktemp("tiny"))
+    return net, brevitas_export(net, (1, 3, 8, 8), tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.mark.parametrize("P,op", [(ConvertConvToShift, "ShiftConv"),
@@ -250,19 +238,10 @@ def test_tiny_brevitas(tiny_brevitas, P, op):
     assert r.ok, r.to_json()
 
 
-@pytest.fixture(scope="module")
-def tfc(tmp_path_factory):
-    from brevitas_examples.bnn_pynq.models import model_with_cfg
-
-    torch.manual_seed(0)
-    net, _ = model_with_cfg("tfc_2w2a", False)
-    return _export(net, (1, 1, 28, 28), tmp_path_factory.mktemp("tfc"))
-
-
 @pytest.mark.parametrize("P,op", [(ConvertGemmToShift, "ShiftMatMul"),
                                   (ConvertGemmToAdder, "AdderMatMul")])
-def test_tfc_hidden_layers(tfc, P, op):
-    model = ModelWrapper(onnx.ModelProto.FromString(tfc.model.SerializeToString()))
+def test_tfc_hidden_layers(tfc_factory, P, op):
+    model = tfc_factory()
     gemms = [n.name for n in model.graph.node if n.op_type == "Gemm"]
     assert len(gemms) == 4
     model, _ = P(",".join(gemms[1:-1])).apply(model)
@@ -275,19 +254,10 @@ def test_tfc_hidden_layers(tfc, P, op):
     assert [n.op_type for n in model2.graph.node] == ops
 
 
-@pytest.fixture(scope="module")
-def cnv(tmp_path_factory):
-    from brevitas_examples.bnn_pynq.models import model_with_cfg
-
-    torch.manual_seed(0)
-    net, _ = model_with_cfg("cnv_2w2a", False)
-    return _export(net, (1, 3, 32, 32), tmp_path_factory.mktemp("cnv"))
-
-
 @pytest.mark.parametrize("P,op", [(ConvertConvToShift, "ShiftConv"),
                                   (ConvertConvToAdder, "AdderConv")])
-def test_cnv_middle_convs(cnv, P, op):
-    model = ModelWrapper(onnx.ModelProto.FromString(cnv.model.SerializeToString()))
+def test_cnv_middle_convs(cnv_factory, P, op):
+    model = cnv_factory()
     convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
     assert len(convs) == 6
     model, _ = P(",".join(convs[1:-1])).apply(model)
