@@ -277,6 +277,87 @@ def verify(model: Path, json_out: Path | None, target: str, no_finn: bool, seed:
 
 
 @cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--output", "-o", type=click.Path(path_type=Path),
+              help="Output model (default: <model stem>_rewritten.onnx beside MODEL).")
+@click.option("--width", "widths", multiple=True, metavar="SEL=M",
+              help="Keep round(M x C) output channels of the layers SEL names (0 < M <= 1).")
+@click.option("--wbits", multiple=True, metavar="SEL=B", help="Weight bits of layers SEL.")
+@click.option("--abits", multiple=True, metavar="SEL=B",
+              help="Bits of the activation after layers SEL.")
+@click.option("--op", "ops", multiple=True, metavar="SEL=KIND",
+              help="Operator of layers SEL: shift or adder (conv: leave as is).")
+@click.option("--rank", type=click.Choice(["l1", "first"]), default="l1", show_default=True,
+              help="Which channels --width keeps: largest weight L1 norm, or the first ones.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the golden check's random inputs.")
+@user_errors
+def rewrite(model: Path, output: Path | None, widths: tuple[str, ...], wbits: tuple[str, ...],
+            abits: tuple[str, ...], ops: tuple[str, ...], rank: str, seed: int) -> None:
+    """Apply nashc's graph passes to MODEL.onnx (QONNX or ONNX) and check the result.
+
+    SEL is a comma-separated list of globs over layer (node) names, as in a `space`
+    section. Order: widths, weight bits, activation bits, operators. The rewritten graph
+    must pass the level-2 golden check (QONNX vs onnxruntime) before it is written."""
+    import os
+    import tempfile
+
+    import onnx
+    from rich.console import Console
+    from rich.table import Table
+
+    from nashc.passes.choices import ApplyChoices, layer_summary, parse_rule
+    from nashc.runtime.build import load_onnx_network
+    from nashc.runtime.golden import compare_levels
+
+    rules = [parse_rule(dim, text) for dim, texts in
+             (("width", widths), ("wbits", wbits), ("abits", abits), ("op", ops))
+             for text in texts]
+    if not rules:
+        raise NashcError("nashc rewrite: nothing to do; give --width, --wbits, --abits or --op")
+    _quiet_libraries()
+    before_model = load_onnx_network(model)
+    before = layer_summary(before_model)
+    after_model = before_model.transform(ApplyChoices(rules, rank=rank))
+    after = layer_summary(after_model)
+    onnx.checker.check_model(after_model.model)
+    result = compare_levels(after_model, seed=seed)
+    console = Console()
+    table = Table(title=f"{model.name}: layers rewritten")
+    for col in ("layer", "op", "out channels", "weight bits"):
+        table.add_column(col, justify="left" if col in ("layer", "op") else "right")
+
+    def change(a: object, b: object) -> str:
+        return str(a) if a == b else f"{a} -> {b}"
+
+    for name, (op0, c0, b0) in before.items():
+        op1, c1, b1 = after.get(name, (op0, c0, b0))
+        table.add_row(name, change(op0, op1), change(c0, c1), change(b0, b1))
+    console.print(table)
+    for lv in result.levels:
+        console.print(f"golden check {lv.name}: {'ok' if lv.ok else 'MISMATCH'} "
+                      f"(max diff {lv.max_abs_diff:.3g})")
+    if not result.ok:
+        click.echo("nashc rewrite: the rewritten graph fails the golden check; nothing written",
+                   err=True)
+        sys.exit(1)
+    out = output or model.with_name(f"{model.stem}_rewritten.onnx")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        onnx.save_model(after_model.model, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    console.print(f"wrote {out}")
+
+
+@cli.command()
 @user_errors
 def targets() -> None:
     """List the boards FINN knows (u250 first)."""

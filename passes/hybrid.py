@@ -52,6 +52,8 @@ QUANT_DOMAINS = ("qonnx.custom_op.general", "onnx.brevitas", "finn.custom_op.gen
 PASS_THROUGH = ("Reshape", "Flatten", "MaxPool", "Transpose", "Identity", "Squeeze",
                 "Unsqueeze")
 DEFAULT_BITS = 8
+LAYER_OP_TYPES = ("Conv", "Gemm", "MatMul", "ShiftConv", "AdderConv", "ShiftMatMul",
+                  "AdderMatMul")
 
 
 class PassError(NashcError):
@@ -69,7 +71,10 @@ def select_nodes(model: ModelWrapper, selector: str,
     named = [n for n in model.graph.node
              if n.name == selector or any(fnmatch.fnmatchcase(n.name, p) for p in pats)]
     if not named:
-        raise PassError(f"selector {selector!r} matches no node name in the graph")
+        layers = [n.name for n in model.graph.node if n.op_type in LAYER_OP_TYPES]
+        shown = ", ".join(layers[:12]) + (", ..." if len(layers) > 12 else "")
+        raise PassError(f"selector {selector!r} matches no node name in the graph "
+                        f"(its layers: {shown or 'none'})")
     if op_types is None:
         return named
     return [n for n in named if n.op_type in op_types]
