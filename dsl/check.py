@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from nashc.dsl.ast import (
     BlockStmt,
@@ -40,6 +42,7 @@ __all__ = [
     "check_program",
     "resolve_network",
     "compute_choices",
+    "onnx_layer_names",
     "dims_for_kind",
     "DEFAULT_WEIGHTS",
     "DEFAULT_ACTIVATIONS",
@@ -52,7 +55,7 @@ __all__ = [
 DEFAULT_WEIGHTS = DType("int8")
 DEFAULT_ACTIVATIONS = DType("uint8")
 RESOURCES = ("lut", "ff", "bram", "uram", "dsp")
-METRICS = ("zero_shot",)
+METRICS = ("zero_shot", "fidelity")
 OP_OPTIONS = ("conv", "shift", "adder")
 MAX_LAYERS = 10_000  # after `repeat` expansion
 MAX_WIDTH = 4.0
@@ -279,6 +282,23 @@ def _onnx_shapes(graph: object) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def onnx_layer_names(nodes: Iterable[Any]) -> list[tuple[Any, str]]:
+    """The layers of an ONNX node list with their names: Conv/Gemm/MatMul nodes, named
+    by their node name, ``OpType_INDEX`` when unnamed, ``NAME_INDEX`` when repeated
+    (INDEX: the position in the list)."""
+    out = []
+    seen: set[str] = set()
+    for i, node in enumerate(nodes):
+        if node.op_type not in ("Conv", "Gemm", "MatMul"):
+            continue
+        name = node.name or f"{node.op_type}_{i}"
+        if name in seen:
+            name = f"{name}_{i}"
+        seen.add(name)
+        out.append((node, name))
+    return out
+
+
 def _resolve_onnx(net: Network) -> ResolvedNetwork:
     assert net.source is not None
     pos = net.source_pos or net.pos
@@ -297,14 +317,7 @@ def _resolve_onnx(net: Network) -> ResolvedNetwork:
     shapes = _onnx_shapes(graph)
     inits = {i.name for i in graph.initializer}
     layers: list[ResolvedLayer] = []
-    seen: set[str] = set()
-    for i, node in enumerate(graph.node):
-        if node.op_type not in ("Conv", "Gemm", "MatMul"):
-            continue
-        name = node.name or f"{node.op_type}_{i}"
-        if name in seen:
-            name = f"{name}_{i}"
-        seen.add(name)
+    for node, name in onnx_layer_names(graph.node):
         attrs = {a.name: a for a in node.attribute}
         in_shape = shapes.get(node.input[0], ()) if node.input else ()
         out_shape = shapes.get(node.output[0], ()) if node.output else ()
@@ -321,14 +334,29 @@ def _resolve_onnx(net: Network) -> ResolvedNetwork:
     if not layers:
         raise _err(f"'{net.source_text or path}' has no Conv, Gemm or MatMul node", pos)
     input_shape: tuple[int, int, int] | None = None
+    input_dtype: DType | None = None
     for inp in graph.input:
         if inp.name in inits:
             continue
         shape = shapes.get(inp.name, ())
         if len(shape) == 4:
             input_shape = (shape[1], shape[2], shape[3])
+        input_dtype = _annotated_dtype(graph, inp.name)
         break
-    return ResolvedNetwork(net.name, input_shape, None, tuple(layers), source=path)
+    return ResolvedNetwork(net.name, input_shape, input_dtype, tuple(layers), source=path)
+
+
+def _annotated_dtype(graph: object, tensor: str) -> DType | None:
+    """The QONNX datatype annotation of `tensor` as a `.nash` datatype, if it is one."""
+    for ann in graph.quantization_annotation:  # type: ignore[attr-defined]
+        if ann.tensor_name != tensor:
+            continue
+        for kv in ann.quant_parameter_tensor_names:
+            if kv.key == "finn_datatype":
+                name = kv.value.lower()
+                if name == "bipolar" or re.fullmatch(r"u?int[1-8]", name):
+                    return DType(name)
+    return None
 
 
 # --- space -----------------------------------------------------------------------------
@@ -342,10 +370,13 @@ _DIM_KINDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def dims_for_kind(layer: ResolvedLayer) -> tuple[str, ...]:
-    """The space dimensions that apply to a layer (see docs/language.md)."""
+def dims_for_kind(layer: ResolvedLayer, imported: bool = False) -> tuple[str, ...]:
+    """The space dimensions that apply to a layer (see docs/language.md). In a network
+    loaded with `from` the graph passes set widths of conv and fc layers alike."""
     out = []
     for dim, kinds in _DIM_KINDS.items():
+        if imported and dim == "width":
+            kinds = ("conv", "fc")
         if layer.kind not in kinds:
             continue
         if dim == "width" and layer.kind == "conv" and layer.parent is not None:
@@ -411,15 +442,24 @@ def compute_choices(space: Space | None, net: ResolvedNetwork
     for name in list(fixed):
         fixed.update(n for n in names if by_name[n].parent == name)
 
+    imported = net.source is not None
     choices: dict[tuple[str, str], tuple[str | int | float, ...]] = {}
     for rule in space.rules:
+        if imported and rule.dim == "kernel":
+            raise _err("'kernel' cannot be searched in a network loaded with `from`: a new "
+                       "kernel is an untrained layer", rule.pos,
+                       "op, width, wbits or abits (declare the network to search kernels)")
         options = _check_options(rule.dim, rule.options, rule.option_pos, rule.pos)
+        if imported and rule.dim == "width" and any(float(o) > 1 for o in options):
+            raise _err("a network loaded with `from` can only be narrowed: width options "
+                       "must be at most 1", rule.pos, "multipliers such as 0.5 or 1.0")
         for i, pattern in enumerate(rule.selector):
             pos = rule.selector_pos[i] if i < len(rule.selector_pos) else rule.pos
             matched = _match(pattern, names)
             if not matched:
                 raise _err(f"selector '{pattern}' matches no layer", pos, _some_names(names))
-            applicable = [n for n in matched if rule.dim in dims_for_kind(by_name[n])]
+            applicable = [n for n in matched
+                          if rule.dim in dims_for_kind(by_name[n], imported)]
             if not applicable:
                 kinds = sorted({by_name[n].kind for n in matched})
                 raise _err(f"'{rule.dim}' does not apply to the layers matched by "
@@ -486,13 +526,22 @@ def _check_hardware(nf: NashFile, targets: Collection[str] | None) -> None:
         raise _err(f"latency must be positive, got {hw.latency_text}", _vpos(hw, "latency"))
 
 
-def _check_search(nf: NashFile) -> None:
+def _check_search(nf: NashFile, imported: bool) -> None:
     s = nf.search
     if s is None:
         return
     if s.metric not in METRICS:
         raise _err(f"unknown metric '{s.metric}'", _vpos(s, "metric"),
                    "one of " + ", ".join(METRICS))
+    if "metric" in s.value_pos:
+        if imported and s.metric == "zero_shot":
+            raise _err("metric zero_shot scores freshly initialised networks; a network "
+                       "loaded with `from` keeps its trained weights", _vpos(s, "metric"),
+                       "metric fidelity (the default for such networks)")
+        if not imported and s.metric == "fidelity":
+            raise _err("metric fidelity compares candidates with the trained weights of a "
+                       "network loaded with `from`; this network is declared here",
+                       _vpos(s, "metric"), "metric zero_shot")
     for key in ("metric_batch", "population", "generations", "samples", "keep_pareto"):
         value = getattr(s, key)
         if value <= 0:
@@ -522,6 +571,6 @@ def check_program(nashfile: NashFile, targets: Collection[str] | None = None) ->
     net = resolve_network(nashfile.network)
     choices = compute_choices(nashfile.space, net)
     _check_hardware(nashfile, targets)
-    _check_search(nashfile)
+    _check_search(nashfile, net.source is not None)
     _check_train(nashfile)
     return Program(nashfile, net, choices)

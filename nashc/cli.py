@@ -390,6 +390,14 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore")
 
 
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory when it lies below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _print_compile_summary(out: Path, report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -423,7 +431,7 @@ def _print_compile_summary(out: Path, report: dict[str, Any]) -> None:
         console.print(f"golden check: {levels}")
     for note in report.get("notes", []):
         console.print(f"note: {note}")
-    console.print(f"wrote {out}/ (report.md, report.json, pareto.png, design/)")
+    console.print(f"wrote {_shown(out)}/ (report.md, report.json, pareto.png, design/)")
     console.print("no Vivado here: synthesis is FINN's builder with design/build_config.json")
 
 

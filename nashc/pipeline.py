@@ -79,6 +79,7 @@ class Candidate:
     lowered: Any = None
     error: str | None = None
     module: Any = None  # the trained PyTorch module (step_train), else None
+    agreement: float | None = None  # networks loaded with `from`: top-1 agreement
 
     @property
     def arch(self) -> dict[str, Any]:
@@ -108,6 +109,7 @@ class CompileState:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     progress: Callable[[str], Any] | None = None
+    graph: Any = None  # nashc.imported.GraphSearch for a network loaded with `from`
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -122,6 +124,7 @@ class CoarseContext:
     batch: Any
     budget: dict[str, float]
     clock_mhz: float
+    graph: Any = None  # nashc.imported.GraphSearch (networks loaded with `from`)
 
 
 def _build(state: CompileState | CoarseContext, choice: dict[tuple[str, str], Any]) -> Any:
@@ -260,9 +263,9 @@ def step_parse(state: CompileState) -> None:
     state.seed = state.opts.seed if state.opts.seed is not None else (
         search.seed if search is not None else 0)
     if program.network.source is not None:
-        raise NashcError("nashc compile: networks loaded with `from` are not searched yet "
-                         "(use `nashc estimate` on the model); declare the network in the "
-                         "language to search it")
+        from nashc.imported import GraphSearch
+
+        state.graph = GraphSearch.load(program)
 
 
 def _evaluate_coarse(state: CompileState | CoarseContext,
@@ -273,6 +276,8 @@ def _evaluate_coarse(state: CompileState | CoarseContext,
     program = state.program
     assert program is not None
     cand = Candidate(dict(choice), ops=_op_counts(program, choice))
+    if state.graph is not None:
+        return _evaluate_graph(state, cand)
     module = _build(state, choice)
     metric = program.file.search.metric if program.file.search is not None else "zero_shot"
     cand.score = float(SCORES.get(metric, SCORES["zero_shot"])(module, state.batch))
@@ -287,6 +292,26 @@ def _evaluate_coarse(state: CompileState | CoarseContext,
         cand.coarse_feasible = False
     if not math.isfinite(cand.score):
         cand.score = -1e9
+    return cand
+
+
+def _evaluate_graph(state: CompileState | CoarseContext, cand: Candidate) -> Candidate:
+    """Coarse stage of a network loaded with `from`: the rewritten graph's fidelity to the
+    loaded model and the coarse fps bound of its layers (see `nashc.imported`)."""
+    from nashc.imported import graph_layer_work
+    from nashc.passes.costmodel import coarse_fps
+
+    program = state.program
+    assert program is not None
+    model = state.graph.candidate(cand.choice)
+    cand.score, cand.agreement = state.graph.score(model)
+    shape = program.network.input_shape
+    pixels = int(shape[1] * shape[2]) if shape is not None else 1
+    cand.coarse_fps, _ = coarse_fps(graph_layer_work(model), state.budget["LUT"],
+                                    state.budget["DSP"], state.clock_mhz, input_pixels=pixels)
+    hw = program.file.hardware
+    if hw is not None and hw.fps_min is not None and cand.coarse_fps < hw.fps_min:
+        cand.coarse_feasible = False
     return cand
 
 
@@ -363,8 +388,14 @@ def step_search(state: CompileState) -> None:
     assert program is not None
     search = program.file.search
     batch_n = search.metric_batch if search is not None else 32
-    state.batch = _input_batch(state, batch_n)
-    ctx = CoarseContext(program, state.seed, state.batch, state.budget, state.clock_mhz)
+    if state.graph is not None:
+        from nashc.imported import scoring_batch
+
+        state.graph.set_batch(scoring_batch(program, state.graph.base(), batch_n, state.seed))
+    else:
+        state.batch = _input_batch(state, batch_n)
+    ctx = CoarseContext(program, state.seed, state.batch, state.budget, state.clock_mhz,
+                        state.graph)
     t0 = time.perf_counter()
     deadline = (time.monotonic() + state.opts.search_seconds
                 if state.opts.search_seconds is not None else None)
@@ -435,10 +466,14 @@ def _finn_stage(state: CompileState, cand: Candidate, idx: int, module: Any = No
     assert program is not None
     steps_dir = state.workdir / "steps" / f"candidate_{idx:02d}"
     steps_dir.mkdir(parents=True, exist_ok=True)
-    if module is None:
-        module = _calibrated(state, cand.choice)
     qpath = steps_dir / "qonnx.onnx"
-    model = export_qonnx_model(module, program.network, qpath)
+    if state.graph is not None:
+        model = state.graph.candidate(cand.choice)
+        model.save(str(qpath))
+    else:
+        if module is None:
+            module = _calibrated(state, cand.choice)
+        model = export_qonnx_model(module, program.network, qpath)
     cand.qonnx_path = qpath
     extra = _hybrid_steps()
     lowered = lower_to_hw(model, state.board, state.clock_mhz, extra,
@@ -498,6 +533,9 @@ def step_train(state: CompileState) -> None:
     section = program.file.train
     if section is None:
         return
+    if state.graph is not None:
+        _measure_graph_accuracy(state)
+        return
     todo = [(i, c) for i, c in enumerate(state.finalists) if c.error is None]
     try:
         data = prepare_data(program, state.seed)
@@ -529,6 +567,35 @@ def step_train(state: CompileState) -> None:
         f"{f' {info.path}' if info.path else ''} ({info.train_samples} training / "
         f"{info.val_samples} validation images, batch {section.batch}, lr {section.lr:g}, "
         f"seed {state.seed})")
+
+
+def _measure_graph_accuracy(state: CompileState) -> None:
+    """Networks loaded with `from`: the finalists' validation accuracy without
+    fine-tuning (there is no PyTorch module to train), and the loaded model's own."""
+    from nashc.imported import accuracy
+    from nashc.runtime.data import DatasetMismatch
+    from nashc.training import prepare_data
+
+    program = state.program
+    assert program is not None and program.file.train is not None
+    try:
+        data = prepare_data(program, state.seed)
+    except DatasetMismatch as err:
+        state.notes.append(f"train section skipped: {err}; accuracies are not reported")
+        return
+    base = accuracy(state.graph.base(), data.val)
+    todo = [c for c in state.finalists if c.error is None]
+    for n, cand in enumerate(todo):
+        if state.progress:
+            state.progress(f"measuring accuracy {n + 1}/{len(todo)}")
+        cand.accuracy = accuracy(state.graph.candidate(cand.choice), data.val)
+    info = data.info
+    state.notes.append(
+        f"accuracy: the loaded model's graph rewritten and measured without fine-tuning on "
+        f"the validation split of {info.dataset}{f' {info.path}' if info.path else ''} "
+        f"({info.val_samples} images); the loaded model itself: {100 * base:.2f}%. "
+        "Fine-tune the chosen design in Brevitas, or declare the network in the language "
+        "to search and train it")
 
 
 def step_pareto(state: CompileState) -> None:
@@ -587,7 +654,7 @@ def step_verify(state: CompileState) -> None:
     model = load_model(str(chosen.qonnx_path))
     # level 1: the same seed and batch rebuild the module whose weights were exported
     module = getattr(chosen, "module", None)  # trained by step_train
-    if module is None:
+    if module is None and state.graph is None:  # a loaded graph has no module: no level 1
         module = _calibrated(state, chosen.choice)
     result = compare_levels(model, module, seed=state.seed)
     golden = result.to_json()
@@ -624,7 +691,8 @@ def step_report(state: CompileState) -> None:
         budget={k: (v if math.isfinite(v) else None) for k, v in budget.items()},  # type: ignore[misc]
         search={
             "strategy": search.strategy if search else "evolution",
-            "metric": search.metric if search else "zero_shot",
+            "metric": ("fidelity" if state.graph is not None else
+                       search.metric if search else "zero_shot"),
             "accelerator": search.accelerator if search else "coarse_to_fine",
             "seed": state.seed,
             "space_size": program.space_size,

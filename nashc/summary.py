@@ -105,8 +105,10 @@ def print_summary(program: Program, console: Console | None = None) -> None:
             strategy = f"random samples {s.samples}"
         else:
             strategy = "exhaustive"
+        metric = "fidelity" if net.source is not None and "metric" not in s.value_pos \
+            else s.metric
         _kv(con, "search", [
-            ("metric", f"{s.metric} batch {s.metric_batch}"),
+            ("metric", f"{metric} batch {s.metric_batch}"),
             ("strategy", strategy),
             ("accelerator", s.accelerator),
             ("keep", f"pareto {s.keep_pareto}"),
@@ -115,10 +117,16 @@ def print_summary(program: Program, console: Console | None = None) -> None:
     t = nf.train
     if t is not None:
         dataset = t.dataset + (f' "{t.dataset_path_text}"' if t.dataset_path_text else "")
-        _kv(con, "train", [("dataset", dataset), ("epochs", str(t.epochs)),
-                           ("batch", str(t.batch)), ("lr", _num(t.lr))])
+        if net.source is not None:  # a loaded model is measured, not trained
+            _kv(con, "train", [("dataset", dataset),
+                               ("use", "validation accuracy of the rewritten graphs, "
+                                       "no training")])
+        else:
+            _kv(con, "train", [("dataset", dataset), ("epochs", str(t.epochs)),
+                               ("batch", str(t.batch)), ("lr", _num(t.lr))])
     else:
-        con.print("[bold]train[/bold]: none (ranking by the zero-shot score alone)")
+        score = "fidelity" if net.source is not None else "the zero-shot score"
+        con.print(f"[bold]train[/bold]: none (ranking by {score} alone)")
 
 
 def _kv(con: Console, title: str, rows: list[tuple[str, str]]) -> None:

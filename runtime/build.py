@@ -37,8 +37,8 @@ loaded into memory first; no ``.onnx.data`` side file remains).
 
 `load_onnx_network(path)` loads QONNX or plain ONNX, rejects unsupported ops
 (`UnsupportedOpsError` names each node and op type), cleans it up and keeps the
-original names of Conv/Gemm/MatMul nodes (unnamed ones get qonnx's stable
-``Conv_0``-style names).
+original names of Conv/Gemm/MatMul nodes (unnamed ones get the names the language
+gives them, ``OpType_INDEX``, so a `space` over the file names the same layers).
 """
 
 from __future__ import annotations
@@ -566,7 +566,8 @@ def _supported(domain: str, op_type: str) -> bool:
 
 def load_onnx_network(path: str | Path) -> ModelWrapper:
     """Loads a QONNX or plain ONNX model, checks its ops, cleans it up and names its
-    Conv/Gemm/MatMul nodes (original names kept; unnamed ones named by qonnx)."""
+    Conv/Gemm/MatMul nodes as the language does (original names kept; an unnamed node is
+    ``OpType_INDEX``, INDEX its position in the file's node list)."""
     path = Path(path)
     if not path.is_file():
         raise NashcError(f"{path}: no such ONNX file")
@@ -581,11 +582,10 @@ def load_onnx_network(path: str | Path) -> ModelWrapper:
                         f"{node.domain}::{node.op_type}" if node.domain else node.op_type))
     if bad:
         raise UnsupportedOpsError(str(path), bad)
-    names = [n.name for n in proto.graph.node if n.op_type in COMPUTE_OP_TYPES and n.name]
-    keep = {nm for nm in names if names.count(nm) == 1}
-    for node in proto.graph.node:
-        if node.op_type in COMPUTE_OP_TYPES and node.name in keep and not node.doc_string:
-            node.doc_string = LAYER_TAG + node.name
+    from nashc.dsl.check import onnx_layer_names
+
+    for node, name in onnx_layer_names(proto.graph.node):  # the language's layer names
+        node.doc_string = LAYER_TAG + name
     try:
         model = cleanup_model(ModelWrapper(proto))
     except Exception as exc:  # noqa: BLE001

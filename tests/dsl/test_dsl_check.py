@@ -271,3 +271,42 @@ def test_unreadable_files_are_nashc_errors(tmp_path, name):
     (tmp_path / "bin.nash").write_bytes(b"\xff\xfe\x00")
     with pytest.raises(NashcError, match="UTF-8"):
         load(tmp_path / "bin.nash")
+
+
+@pytest.mark.parametrize("space,line_col,fragment", [
+    ("space { kernel conv_a in {3, 5} }", (2, 9), "'kernel' cannot be searched"),
+    ("space { width conv_a in {0.5, 2.0} }", (2, 9), "can only be narrowed"),
+])
+def test_network_from_onnx_space_limits(tmp_path, space, line_col, fragment):
+    onnx_model(tmp_path / "m.onnx")
+    path = tmp_path / "a.nash"
+    path.write_text(f'network m from "m.onnx"\n{space}\n')
+    with pytest.raises(NashSourceError) as info:
+        load(path, TARGETS)
+    assert (info.value.pos.line, info.value.pos.col) == line_col
+    assert fragment in info.value.message
+
+
+def test_network_from_onnx_widths_of_fc_layers(tmp_path):
+    onnx_model(tmp_path / "m.onnx")
+    path = tmp_path / "a.nash"
+    path.write_text('network m from "m.onnx"\nspace { width * in {0.5, 1.0} }\n')
+    assert set(load(path, TARGETS).choices) == {("conv_a", "width"), ("fc_b", "width")}
+
+
+@pytest.mark.parametrize("imported,metric,ok", [
+    (True, "fidelity", True), (True, "zero_shot", False),
+    (False, "zero_shot", True), (False, "fidelity", False),
+])
+def test_metric_fits_the_network(tmp_path, imported, metric, ok):
+    onnx_model(tmp_path / "m.onnx")
+    net = ('network m from "m.onnx"' if imported else
+           "network m {\n  input 1x8x8 uint8\n  fc a out 4\n}")
+    path = tmp_path / "a.nash"
+    path.write_text(f"{net}\nsearch {{\n  metric {metric}\n}}\n")
+    if ok:
+        load(path, TARGETS)
+        return
+    with pytest.raises(NashSourceError) as info:
+        load(path, TARGETS)
+    assert info.value.pos.col == 10 and "metric" in info.value.message

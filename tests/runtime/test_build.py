@@ -257,8 +257,13 @@ def test_load_plain_onnx_with_external_data(tmp_path: Path) -> None:
 def test_load_names_unnamed_compute_nodes(tmp_path: Path) -> None:
     _plain_onnx(tmp_path / "m.onnx", named=False)
     model = load_onnx_network(tmp_path / "m.onnx")
-    compute = [n for n in model.graph.node if n.op_type in ("Conv", "MatMul")]
-    assert [n.name for n in compute] == ["Conv_0", "MatMul_0"]
+    compute = [n.name for n in model.graph.node if n.op_type in ("Conv", "MatMul")]
+    # the names the language gives the layers of `network m from "m.onnx"`
+    (tmp_path / "m.nash").write_text('network m from "m.onnx"\n')
+    from nashc.dsl import load
+
+    assert compute == [layer.name for layer in load(tmp_path / "m.nash").network.layers]
+    assert all(name.split("_")[0] in ("Conv", "MatMul") for name in compute)
 
 
 def test_load_reports_unsupported_ops(tmp_path: Path) -> None:

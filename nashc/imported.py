@@ -1,0 +1,209 @@
+"""Search over a network loaded with ``network NAME from "model.onnx"``.
+
+Such a network has no PyTorch module: it is a QONNX graph with trained weights. A
+candidate is the loaded graph rewritten by the graph passes (`nashc.passes.choices`:
+channel widths, weight and activation bits, shift/adder swaps), so the search is a
+compression search of the trained model:
+
+* **score** (``metric fidelity``): how closely the candidate reproduces the loaded
+  model's outputs on the scoring batch, the mean cosine similarity of the output
+  vectors (1 = same direction for every input). The candidates are not fine-tuned, so
+  this is a measurement of the rewritten graph itself, run in onnxruntime.
+* **accuracy**: with a ``train`` section whose data set fits the input, the finalists'
+  top-1 accuracy on its validation split, measured without fine-tuning (the loaded
+  model's own accuracy is given for reference). Fine-tuning needs the PyTorch module:
+  declare the network in the language, or fine-tune the chosen graph in Brevitas.
+* **hardware**: the same coarse cost model as declared networks (`coarse_fps`), from
+  the graph's layers, then FINN lowering and the folding search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+from qonnx.core.modelwrapper import ModelWrapper
+
+from nashc.dsl.ast import Program
+from nashc.dsl.errors import NashcError
+from nashc.passes.costmodel import LayerWork
+
+__all__ = ["GraphSearch", "choice_rules", "graph_layer_work", "fidelity"]
+
+
+def choice_rules(choice: dict[tuple[str, str], Any]) -> list[tuple[str, str, Any]]:
+    """``{(layer, dim): value}`` -> `ApplyChoices` rules, one per (dim, value) with the
+    layers joined into one selector (fewer passes than one rule per layer)."""
+    grouped: dict[tuple[str, Any], list[str]] = {}
+    for (layer, dim), value in choice.items():
+        grouped.setdefault((dim, value), []).append(layer)
+    return [(dim, ",".join(layers), value) for (dim, value), layers in grouped.items()]
+
+
+def _input_bits(model: ModelWrapper, tensor: str) -> int:
+    from nashc.passes.hybrid import PASS_THROUGH, quant_bits
+
+    for _ in range(16):
+        prod = model.find_producer(tensor)
+        if prod is None:
+            dt = model.get_tensor_datatype(tensor)
+            return int(dt.bitwidth()) if dt.is_integer() else 8
+        if prod.op_type in PASS_THROUGH or prod.op_type in ("AveragePool", "Trunc"):
+            if prod.op_type == "Trunc":  # the output bit width is its last input
+                bw = model.get_initializer(prod.input[-1]) if len(prod.input) > 4 else None
+                if bw is not None:
+                    return int(np.asarray(bw))
+            tensor = prod.input[0]
+            continue
+        if prod.op_type in ("Quant", "BipolarQuant"):
+            return quant_bits(model, prod) or 8
+        if prod.op_type == "MultiThreshold":
+            dt = model.get_tensor_datatype(prod.output[0])
+            return int(dt.bitwidth())
+        return 8
+    return 8
+
+
+def graph_layer_work(model: ModelWrapper) -> list[LayerWork]:
+    """MACs per frame and lane limits of every compute layer of a QONNX graph."""
+    from nashc.passes.choices import layer_summary
+    from nashc.passes.hybrid import weight_values
+    from nashc.passes.width import LAYER_OPS
+
+    summary = layer_summary(model)
+    works = []
+    for node in model.graph.node:
+        if node.op_type not in LAYER_OPS:
+            continue
+        w, _ = weight_values(model, node.input[1])
+        shape = model.get_tensor_shape(node.output[0]) or []
+        pixels = int(np.prod(shape[2:])) if len(shape) == 4 else 1
+        kind = "shift" if node.op_type.startswith("Shift") else \
+            "adder" if node.op_type.startswith("Adder") else "conv"
+        wbits = summary[node.name][2] or 8
+        works.append(LayerWork(node.name, kind, int(w.size) * pixels, int(w.size),  # type: ignore[arg-type]
+                               int(wbits), _input_bits(model, node.input[0])))
+    return works
+
+
+def fidelity(out: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    """(mean cosine similarity, top-1 agreement) of output rows against reference rows."""
+    a = out.reshape(len(out), -1).astype(np.float64)
+    b = ref.reshape(len(ref), -1).astype(np.float64)
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    cos = np.where((na > 0) & (nb > 0), (a * b).sum(axis=1) / np.maximum(na * nb, 1e-300),
+                   np.where((na == 0) & (nb == 0), 1.0, 0.0))
+    return float(cos.mean()), float(np.mean(a.argmax(axis=1) == b.argmax(axis=1)))
+
+
+class _Runner:
+    """Runs a QONNX graph in onnxruntime (hybrid ops and quantizers lowered, graph
+    optimisations off), one sample at a time (exported graphs have batch size 1)."""
+
+    def __init__(self, model: ModelWrapper) -> None:
+        import onnxruntime as ort
+
+        from nashc.runtime.golden import to_standard_onnx
+
+        std = to_standard_onnx(model)
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        so.intra_op_num_threads = 1
+        self.sess = ort.InferenceSession(std.model.SerializeToString(), so,
+                                         providers=["CPUExecutionProvider"])
+        self.inp = self.sess.get_inputs()[0].name
+        self.out = self.sess.get_outputs()[0].name
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        rows = [self.sess.run([self.out], {self.inp: x[i:i + 1].astype(np.float32)})[0]
+                for i in range(len(x))]
+        return np.concatenate(rows, axis=0)
+
+
+@dataclass
+class GraphSearch:
+    """The loaded model and the scoring batch, small enough to send to workers."""
+
+    model_bytes: bytes
+    batch: np.ndarray | None = None
+    reference: np.ndarray | None = None
+    _base: ModelWrapper | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_base"] = None
+        return state
+
+    @classmethod
+    def load(cls, program: Program) -> GraphSearch:
+        """Loads the program's model and checks that its layers are the ones the language
+        named (choices refer to them)."""
+        from nashc.runtime.build import COMPUTE_OP_TYPES, load_onnx_network
+
+        net = program.network
+        assert net.source is not None
+        model = load_onnx_network(net.source)
+        names = {n.name for n in model.graph.node if n.op_type in COMPUTE_OP_TYPES}
+        missing = sorted({layer for layer, _ in program.choices} - names)
+        if missing:
+            raise NashcError(f"{net.source}: layers {', '.join(missing)} of the search space "
+                             "are not node names of the cleaned-up graph (unnamed nodes are "
+                             f"renamed on loading; its layers: {', '.join(sorted(names))})")
+        return cls(model.model.SerializeToString())
+
+    def base(self) -> ModelWrapper:
+        if self._base is None:
+            self._base = ModelWrapper(onnx.ModelProto.FromString(self.model_bytes))
+        return self._base
+
+    def candidate(self, choice: dict[tuple[str, str], Any]) -> ModelWrapper:
+        """The loaded graph with ``choice`` applied (a new model)."""
+        from nashc.passes.choices import ApplyChoices
+
+        model = ModelWrapper(onnx.ModelProto.FromString(self.model_bytes))
+        return model.transform(ApplyChoices(choice_rules(choice)), make_deepcopy=False)
+
+    def set_batch(self, batch: np.ndarray) -> None:
+        self.batch = np.asarray(batch, dtype=np.float32)
+        self.reference = _Runner(self.base())(self.batch)
+
+    def score(self, model: ModelWrapper) -> tuple[float, float]:
+        """(fidelity, top-1 agreement) of a candidate against the loaded model."""
+        assert self.batch is not None and self.reference is not None
+        return fidelity(_Runner(model)(self.batch), self.reference)
+
+
+def accuracy(model: ModelWrapper, loader: Any) -> float:
+    """Top-1 accuracy of a graph over a (validation) loader of (x, y) tensors."""
+    run = _Runner(model)
+    right = total = 0
+    for x, y in loader:
+        pred = run(x.numpy()).reshape(len(y), -1).argmax(axis=1)
+        right += int((pred == y.numpy()).sum())
+        total += len(y)
+    return right / max(total, 1)
+
+
+def scoring_batch(program: Program, model: ModelWrapper, n: int, seed: int) -> np.ndarray:
+    """``n`` validation images when the train section's data set fits the input, else
+    seeded random inputs of the model's input datatype."""
+    from nashc.runtime.data import DatasetMismatch
+    from nashc.runtime.golden import random_inputs
+
+    if program.file.train is not None:
+        from nashc.training import prepare_data
+
+        try:
+            data = prepare_data(program, seed, limit=max(n, 1))
+        except DatasetMismatch:
+            data = None
+        if data is not None:
+            xs = [x.numpy() for x, _ in data.val]
+            batch = np.concatenate(xs, axis=0)[:n]
+            if len(batch) == n:
+                return batch.astype(np.float32)
+    name = model.graph.input[0].name
+    return np.concatenate([random_inputs(model, seed=seed * 1000 + i)[name]
+                           for i in range(n)], axis=0)
