@@ -3,7 +3,8 @@
 Such a network has no PyTorch module: it is a QONNX graph with trained weights. A
 candidate is the loaded graph rewritten by the graph passes (`nashc.passes.choices`:
 channel widths, weight and activation bits, shift/adder swaps), so the search is a
-compression search of the trained model:
+compression search of the trained model. Removed channels are compensated by their mean
+contribution on the scoring batch (`nashc.passes.width`), since nothing is retrained:
 
 * **score** (``metric fidelity``): how closely the candidate reproduces the loaded
   model's outputs on the scoring batch, the mean cosine similarity of the output
@@ -129,6 +130,7 @@ class GraphSearch:
     model_bytes: bytes
     batch: np.ndarray | None = None
     reference: np.ndarray | None = None
+    activations: dict[str, np.ndarray] | None = None  # layer inputs on the batch
     _base: ModelWrapper | None = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -163,11 +165,17 @@ class GraphSearch:
         from nashc.passes.choices import ApplyChoices
 
         model = ModelWrapper(onnx.ModelProto.FromString(self.model_bytes))
-        return model.transform(ApplyChoices(choice_rules(choice)), make_deepcopy=False)
+        return model.transform(ApplyChoices(choice_rules(choice), activations=self.activations),
+                               make_deepcopy=False)
 
     def set_batch(self, batch: np.ndarray) -> None:
+        """The scoring batch: the loaded model's outputs on it are the reference, its
+        layer inputs calibrate the compensation of removed channels."""
+        from nashc.passes.width import layer_inputs
+
         self.batch = np.asarray(batch, dtype=np.float32)
         self.reference = _Runner(self.base())(self.batch)
+        self.activations = layer_inputs(self.base(), self.batch)
 
     def score(self, model: ModelWrapper) -> tuple[float, float]:
         """(fidelity, top-1 agreement) of a candidate against the loaded model."""
@@ -187,8 +195,9 @@ def accuracy(model: ModelWrapper, loader: Any) -> float:
 
 
 def scoring_batch(program: Program, model: ModelWrapper, n: int, seed: int) -> np.ndarray:
-    """``n`` validation images when the train section's data set fits the input, else
-    seeded random inputs of the model's input datatype."""
+    """``n`` training images when the train section's data set fits the input (the
+    validation split measures accuracy), else seeded random inputs of the model's input
+    datatype."""
     from nashc.runtime.data import DatasetMismatch
     from nashc.runtime.golden import random_inputs
 
@@ -200,7 +209,7 @@ def scoring_batch(program: Program, model: ModelWrapper, n: int, seed: int) -> n
         except DatasetMismatch:
             data = None
         if data is not None:
-            xs = [x.numpy() for x, _ in data.val]
+            xs = [x.numpy() for x, _ in data.train]  # accuracy is measured on data.val
             batch = np.concatenate(xs, axis=0)[:n]
             if len(batch) == n:
                 return batch.astype(np.float32)

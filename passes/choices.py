@@ -2,7 +2,9 @@
 PyTorch module (``width``, ``wbits``, ``abits``, ``op``), applied with the graph passes.
 
 `ApplyChoices` runs, for rules ``(dim, selector, value)`` in the order given within each
-dimension: `SetChannelWidth` first (slicing keeps the quantizers), then `SetWeightBits`,
+dimension: `SetChannelWidth` first (slicing keeps the quantizers; with ``activations``,
+the layer inputs of the unchanged graph on a calibration batch, removed channels are
+compensated by their mean contribution), then `SetWeightBits`,
 then `SetActivationBits`, then the hybrid swaps (adder weights go onto the grid of their
 input, so they come after the activation bits). ``kernel`` is not a graph choice: a
 different kernel is a different, untrained layer; declare the network in the language
@@ -73,9 +75,11 @@ class ApplyChoices(Transformation):
     choices, using SetChannelWidth, SetWeightBits, SetActivationBits and the hybrid
     swaps (in that order)."""
 
-    def __init__(self, rules: list[tuple[str, str, Any]], rank: str = "l1") -> None:
+    def __init__(self, rules: list[tuple[str, str, Any]], rank: str = "l1",
+                 activations: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.rank = rank
+        self.activations = activations  # layer inputs for width compensation
         for dim, _, _ in rules:
             if dim == "kernel":
                 raise PassError("kernel choices need the network declared in the language "
@@ -88,15 +92,16 @@ class ApplyChoices(Transformation):
     def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
         for dim in GRAPH_DIMS:
             for _, sel, value in (r for r in self.rules if r[0] == dim):
-                for p in self._passes(model, dim, sel, value, self.rank):
+                for p in self._passes(model, dim, sel, value, self.rank,
+                                      self.activations):
                     model = model.transform(p)
         return model, False
 
     @staticmethod
-    def _passes(model: ModelWrapper, dim: str, sel: str, value: Any,
-                rank: str) -> list[Transformation]:
+    def _passes(model: ModelWrapper, dim: str, sel: str, value: Any, rank: str,
+                activations: dict[str, Any] | None) -> list[Transformation]:
         if dim == "width":
-            return [SetChannelWidth(sel, float(value), rank=rank)]
+            return [SetChannelWidth(sel, float(value), rank=rank, activations=activations)]
         if dim == "wbits":
             return [SetWeightBits(sel, int(value))]
         if dim == "abits":

@@ -32,6 +32,16 @@ pruning does. The test suite checks that the sliced graph equals the original wi
 readers' weights of the removed channels set to zero (for multiplication and shift
 readers, whose zero weights contribute nothing).
 
+*Compensation* (``activations=``, for trained networks that are not fine-tuned): a
+removed channel's contribution to a reader is not zero on average (ReLU outputs are
+positive), so removing it shifts every later pre-activation. Given the readers' input
+activations on a calibration batch (`layer_inputs`), the pass adds to each reader's
+output the mean (over the batch and the output pixels) of what the removed channels
+contributed, as a per-channel constant ``Add`` right after the reader (FINN's
+streamlining absorbs it into the thresholds). It is exact for the mean, for every op
+kind (the contribution of a set of input channels is the layer applied to those channels
+alone, adder layers included); the metadata records each compensated reader.
+
 qonnx has ``qonnx.transformation.pruning.PruneChannels`` (sparsity masks propagated and
 removed). It needs static weights (no weight ``Quant`` nodes: it asks for cleanup with
 ``preserve_qnt_ops=False``), has no rule for Flatten/Reshape before a MatMul, Gemm or
@@ -64,7 +74,8 @@ from nashc.passes.hybrid import (
     weight_values,
 )
 
-__all__ = ["ChannelGroup", "channel_groups", "SliceChannels", "SetChannelWidth"]
+__all__ = ["ChannelGroup", "channel_groups", "layer_inputs", "SliceChannels",
+           "SetChannelWidth"]
 
 CONV_OPS = ("Conv", "ShiftConv", "AdderConv")
 FC_OPS = ("Gemm", "MatMul", "ShiftMatMul", "AdderMatMul")
@@ -400,8 +411,12 @@ def _rank_channels(model: ModelWrapper, producers: list[NodeProto], channels: in
     return np.argsort(-score, kind="stable")
 
 
-def _apply_slices(model: ModelWrapper, an: _Analysis, kept: dict[int, np.ndarray]) -> None:
-    """Slices every group root in ``kept`` to the given (sorted) channel indices."""
+def _apply_slices(model: ModelWrapper, an: _Analysis, kept: dict[int, np.ndarray],
+                  acts: dict[str, np.ndarray] | None = None,
+                  mode: str = "affine") -> list[dict[str, Any]]:
+    """Slices every group root in ``kept`` to the given (sorted) channel indices; with
+    ``acts``, compensates the readers (module docstring). Returns compensation records."""
+    comp = _compensations(model, an, kept, acts, mode) if acts else []
     sizes = {r: an.sizes[r] for r in kept}
     for node, g in an.producers:
         r = an.find(g)
@@ -429,6 +444,132 @@ def _apply_slices(model: ModelWrapper, an: _Analysis, kept: dict[int, np.ndarray
             if shape:
                 shape[chan.axis] = chan.outer * len(kept[r]) * chan.inner
                 model.set_tensor_shape(t, shape)
+    records = []
+    producer_group = {n.name: an.find(g) for n, g in an.producers}
+    for node, scale, bias in comp:  # after slicing: the reader's outputs may be sliced too
+        own = producer_group.get(node.name)
+        if own is not None and own in kept:
+            scale, bias = scale[kept[own]], bias[kept[own]]
+        _affine_after(model, node, scale, bias)
+        records.append({"reader": node.name, "mode": mode,
+                        "scale": [float(scale.min()), float(scale.max())],
+                        "bias_max_abs": float(np.abs(bias).max())})
+    return records
+
+
+def layer_inputs(model: ModelWrapper, batch: np.ndarray) -> dict[str, np.ndarray]:
+    """The input activation of every layer on ``batch`` (N samples of the graph input,
+    run one by one in onnxruntime): tensor name -> array with N rows."""
+    import onnxruntime as ort
+    from onnx import TensorProto
+
+    from nashc.runtime.golden import to_standard_onnx
+
+    std = to_standard_onnx(model)
+    wanted = list(dict.fromkeys(n.input[0] for n in model.graph.node
+                                if n.op_type in LAYER_OPS))
+    outs = {o.name for o in std.graph.output}
+    for t in wanted:
+        if t not in outs:
+            std.graph.output.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, None))
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(std.model.SerializeToString(), so,
+                                providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0].name
+    rows = [sess.run(wanted, {inp: batch[i:i + 1].astype(np.float32)})
+            for i in range(len(batch))]
+    return {t: np.concatenate([r[k] for r in rows], axis=0) for k, t in enumerate(wanted)}
+
+
+def _layer_out(model: ModelWrapper, node: NodeProto, x: np.ndarray,
+               axis_idx: np.ndarray) -> np.ndarray:
+    """The layer's output (bias excluded) computed from the input features ``axis_idx``
+    alone (float64): what those features contribute, for every op kind."""
+    from nashc.runtime.ops import adder_conv_reference, adder_matmul_reference, conv_reference
+
+    w = weight_values(model, node.input[1])[0]
+    if node.op_type in CONV_OPS:
+        xs, ws = x[:, axis_idx], w[:, axis_idx]
+        kw = {"kernel_shape": list(_attr(node, "kernel_shape", list(w.shape[2:]))),
+              "strides": list(_attr(node, "strides", [1, 1])),
+              "pads": list(_attr(node, "pads", [0, 0, 0, 0])), "group": 1,
+              "dilations": list(_attr(node, "dilations", [1, 1]))}
+        ref = adder_conv_reference if node.op_type == "AdderConv" else conv_reference
+        return ref(xs, ws, None, **kw).astype(np.float64)
+    wk = np.take(w, axis_idx, axis=_in_axis(node))
+    if _out_axis(node) == 0:
+        wk = wk.T  # Gemm transB: (N, K) -> (K, N)
+    xs = x.reshape(len(x), -1)[:, axis_idx]
+    y = adder_matmul_reference(xs, wk) if node.op_type == "AdderMatMul" else xs @ wk
+    if node.op_type == "Gemm":
+        y = y * float(_attr(node, "alpha", 1.0))
+    return np.asarray(y, dtype=np.float64)
+
+
+def _channel_stats(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    axes = (0, 2, 3) if y.ndim == 4 else (0,)
+    return y.mean(axis=axes), y.std(axis=axes)
+
+
+def _compensations(model: ModelWrapper, an: _Analysis, kept: dict[int, np.ndarray],
+                   acts: dict[str, np.ndarray], mode: str
+                   ) -> list[tuple[NodeProto, np.ndarray, np.ndarray]]:
+    """(reader, scale, bias) per output channel for every reader whose input group is
+    sliced and whose calibration activation has the group's current size: ``mean`` adds
+    the removed features' mean contribution; ``affine`` also rescales so the output keeps
+    its per-channel standard deviation on the calibration batch."""
+    out = []
+    for node, chan in an.readers:
+        r = an.find(chan.gid)
+        x = acts.get(node.input[0])
+        if r not in kept or x is None:
+            continue
+        size = an.sizes[r]
+        axis_len = x.shape[1] if node.op_type in CONV_OPS else int(np.prod(x.shape[1:]))
+        if axis_len != chan.outer * size * chan.inner:
+            continue  # activations of another width (the group was sliced before)
+        gone = chan.features(np.setdiff1d(np.arange(size), kept[r]), size)
+        removed = _layer_out(model, node, x, gone)
+        if mode == "mean":
+            bias = _channel_stats(removed)[0]
+            out.append((node, np.ones_like(bias), bias))
+            continue
+        full = _layer_out(model, node, x, np.arange(axis_len))
+        m_full, s_full = _channel_stats(full)
+        m_kept, s_kept = _channel_stats(full - removed)
+        scale = np.where(s_kept > 1e-9 * np.maximum(s_full, 1e-30), s_full / np.maximum(
+            s_kept, 1e-300), 1.0)
+        out.append((node, scale, m_full - scale * m_kept))
+    return out
+
+
+def _affine_after(model: ModelWrapper, node: NodeProto, scale: np.ndarray,
+                  bias: np.ndarray) -> None:
+    """Inserts ``node.output * scale + bias`` (per output channel) right after ``node``
+    (the Mul only when some scale is not 1)."""
+    out = node.output[0]
+    shape = model.get_tensor_shape(out)
+    rank = len(shape) if shape else 2
+    cshape = (1, -1) + (1,) * (rank - 2) if rank > 2 else (-1,)
+    pos = list(model.graph.node).index(node) + 1
+    t = model.make_new_valueinfo_name()
+    node.output[0] = t
+    if shape is not None:
+        model.set_tensor_shape(t, shape)
+    if np.any(scale != 1.0):
+        sname, t2 = model.make_new_valueinfo_name(), model.make_new_valueinfo_name()
+        model.set_initializer(sname, scale.astype(np.float32).reshape(cshape))
+        model.graph.node.insert(pos, helper.make_node(
+            "Mul", [t, sname], [t2], name=f"{node.name}_compensation_scale"))
+        if shape is not None:
+            model.set_tensor_shape(t2, shape)
+        t, pos = t2, pos + 1
+    bname = model.make_new_valueinfo_name()
+    model.set_initializer(bname, bias.astype(np.float32).reshape(cshape))
+    model.graph.node.insert(pos, helper.make_node("Add", [t, bname], [out],
+                                                  name=f"{node.name}_compensation"))
 
 
 def _originals(model: ModelWrapper) -> dict[str, int]:
@@ -452,9 +593,13 @@ class SliceChannels(Transformation):
     """Replaces the output channels of the given layers (and their channel groups) with
     the given subsets: ``{layer name: kept channel indices}``."""
 
-    def __init__(self, keep: dict[str, list[int]]) -> None:
+    def __init__(self, keep: dict[str, list[int]],
+                 activations: dict[str, np.ndarray] | None = None,
+                 compensate: str = "affine") -> None:
         super().__init__()
         self.keep = {k: sorted(int(i) for i in v) for k, v in keep.items()}
+        self.activations = activations
+        self.compensate = _check_mode(compensate)
 
     def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
         model = model.transform(SortGraph())
@@ -478,10 +623,23 @@ class SliceChannels(Transformation):
                 _check_sliceable(an, r, node)
                 kept[r] = arr
         records = _slice_records(model, an, kept, rank="given", multiplier=None)
-        _apply_slices(model, an, kept)
+        _compensated(records, _apply_slices(model, an, kept, self.activations,
+                                            self.compensate))
         if records:
             record_metadata(model, META_KEY, records)
         return model, False
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in ("affine", "mean"):
+        raise PassError(f"compensate must be 'affine' or 'mean', got {mode!r}")
+    return mode
+
+
+def _compensated(records: list[dict[str, Any]], comp: list[dict[str, Any]]) -> None:
+    by_reader = {c["reader"]: c for c in comp}
+    for rec in records:
+        rec["compensated"] = [by_reader[r] for r in rec["readers"] if r in by_reader]
 
 
 def _slice_records(model: ModelWrapper, an: _Analysis, kept: dict[int, np.ndarray],
@@ -502,8 +660,12 @@ class SetChannelWidth(Transformation):
     """Replaces the output channels of selected layers with ``round(C0 * multiplier)`` of
     them (C0: before any width pass), slicing their channel groups through the graph."""
 
-    def __init__(self, selector: str, multiplier: float, rank: str = "l1") -> None:
+    def __init__(self, selector: str, multiplier: float, rank: str = "l1",
+                 activations: dict[str, np.ndarray] | None = None,
+                 compensate: str = "affine") -> None:
         super().__init__()
+        self.activations = activations
+        self.compensate = _check_mode(compensate)
         if not (isinstance(multiplier, (int, float)) and 0 < multiplier and
                 math.isfinite(multiplier)):
             raise PassError(f"width multiplier must be a positive number, got {multiplier!r}")
@@ -539,7 +701,8 @@ class SetChannelWidth(Transformation):
                                    self.rank)
             kept[r] = np.sort(order[:target])
         records = _slice_records(model, an, kept, self.rank, self.multiplier)
-        _apply_slices(model, an, kept)
+        _compensated(records, _apply_slices(model, an, kept, self.activations,
+                                            self.compensate))
         if records:
             record_metadata(model, META_KEY, records)
         return model, False

@@ -554,8 +554,8 @@ def verify_dataflow(level2_model: ModelWrapper, lowered: LoweredModel,
     ok means bit-exact on the integers. The last integer tensor q3 of the hardware graph
     is the input of its trailing element-wise scale/bias nodes (FINN's output ``Mul``,
     in the partition or on the host); they are an affine map f, so the level-2 output y2
-    is mapped back as ``(y2 - f(0)) / (f(1) - f(0))``, which must round to q3 (well
-    inside 1/4 of a step). Without such a tail y2 must equal the output exactly.
+    is mapped back as ``(y2 - f(0)) / slope`` (slope ``(f(K) - f(-K)) / 2K``, K the
+    largest |q3|), which must round to q3 (well inside 1/4 of a step). Without such a tail y2 must equal the output exactly.
     """
     from nashc.runtime.golden import random_inputs, run_qonnx
 
@@ -575,7 +575,11 @@ def verify_dataflow(level2_model: ModelWrapper, lowered: LoweredModel,
         return diff, False
     q3 = q3.reshape(a.shape)
     f0 = run.tail(np.zeros(q3.shape)).reshape(a.shape)
-    slope = run.tail(np.ones(q3.shape)).reshape(a.shape) - f0
+    # the slope from +-K (K: the largest |q3|), not from f(1) - f(0): with a bias much
+    # larger than the scale, f(1) - f(0) in float32 keeps few significant digits
+    k = max(1.0, float(np.max(np.abs(q3))))
+    slope = (run.tail(np.full(q3.shape, k)) - run.tail(np.full(q3.shape, -k))).reshape(
+        a.shape) / (2 * k)
     if np.any(slope == 0) or not np.allclose(f0 + slope * q3, b, rtol=1e-5, atol=1e-7):
         return diff, False  # the tail is not affine
     q2 = (a - f0) / slope

@@ -1,5 +1,6 @@
-"""Smoke tests of benchmarks 2 and 4 (`bench/bench_hybrid.py --quick`,
-`bench/bench_speed.py --quick`), run in-process with --no-write."""
+"""Smoke tests of benchmarks 2, 4 and 5 (`bench/bench_hybrid.py --quick`,
+`bench/bench_speed.py --quick`, `bench/bench_width.py --quick`), run in-process with
+--no-write."""
 
 from __future__ import annotations
 
@@ -111,3 +112,14 @@ def test_speed_sampling_is_seeded_and_distinct() -> None:
     assert x == bench.sample_choices(choices, 4, seed=3)
     assert len({tuple(sorted(c.items())) for c in x}) == 4
     assert len(bench.sample_choices(choices, 50, seed=0)) == 6  # capped at the space size
+
+
+@pytest.mark.slow
+def test_width_quick(capsys: pytest.CaptureFixture[str]) -> None:
+    bench = _load("bench_width")
+    before = _results_text()
+    assert bench.main(["--quick", "--no-write"]) == 0
+    printed = capsys.readouterr().out
+    assert "## 5. Channel selection" in printed and "l1+affine acc" in printed
+    assert printed.count("| residual |") == 4  # width 1.0 and the three multipliers
+    assert _results_text() == before  # --no-write

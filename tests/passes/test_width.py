@@ -392,3 +392,66 @@ def test_cnv_convs_and_fcs_narrowed(cnv_factory):
     onnx.checker.check_model(sliced.model)
     r = compare_levels(sliced, seed=6)
     assert r.ok, r.to_json()
+
+
+@pytest.mark.parametrize("Swap", [None, ConvertConvToShift, ConvertConvToAdder])
+@pytest.mark.parametrize("residual", [False, True])
+@pytest.mark.parametrize("mode", ["mean", "affine"])
+def test_compensation_keeps_the_readers_output_statistics(Swap, residual, mode):
+    """Compensated, the reader's output keeps its per-channel mean over the calibration
+    batch (and, for "affine", its standard deviation)."""
+    from nashc.passes.width import layer_inputs
+
+    model = conv_net(3, 1, 4, residual)
+    if Swap is not None:
+        model = model.transform(Swap("c3"))
+    batch = np.random.default_rng(0).uniform(-8, 8, size=(6, 3, 8, 8)).astype(np.float32)
+    acts = layer_inputs(model, batch)
+    assert acts[next(n for n in model.graph.node if n.name == "c0").input[0]].shape == \
+        (6, 3, 8, 8)
+    sel = "c1,c2" if residual else "c1"
+    sliced = model.transform(SetChannelWidth(sel, 0.5, activations=acts, compensate=mode))
+    onnx.checker.check_model(sliced.model)
+    rec = json.loads(sliced.get_metadata_prop("nashc.SetChannelWidth"))
+    # with the residual, c2 reads (and writes) the sliced group: it is compensated too,
+    # and c3's inputs then differ from the original's: the means are exact without it
+    assert [c["reader"] for c in rec[0]["compensated"]] == (["c2", "c3"] if residual
+                                                             else ["c3"])
+    assert "c3_compensation" in {n.name for n in sliced.graph.node}
+    assert compare_levels(sliced, seed=7).ok
+    if residual:
+        return
+    c3_out = next(n for n in model.graph.node if n.name == "c3").output[0]
+
+    def stats(m: ModelWrapper) -> tuple[np.ndarray, np.ndarray]:
+        rows = [run_qonnx(_expose(m, c3_out), {"x": batch[i:i + 1]})[c3_out]
+                for i in range(len(batch))]
+        y = np.concatenate(rows).astype(np.float64)
+        return y.mean(axis=(0, 2, 3)), y.std(axis=(0, 2, 3))
+
+    (m0, s0), (m1, s1) = stats(model), stats(sliced)
+    m_plain, s_plain = stats(model.transform(SetChannelWidth(sel, 0.5)))
+    assert np.allclose(m1, m0, atol=1e-4)
+    assert not np.allclose(m_plain, m0, atol=1e-2)
+    if mode == "affine":
+        assert np.allclose(s1, s0, rtol=1e-4) and not np.allclose(s_plain, s0, rtol=1e-2)
+        assert "c3_compensation_scale" in {n.name for n in sliced.graph.node}
+
+
+def test_compensation_of_an_fc_reader_after_flatten():
+    from nashc.passes.width import layer_inputs
+
+    model = conv_net(3, 2, 4, residual=False)
+    batch = np.random.default_rng(1).uniform(-8, 8, size=(5, 3, 8, 8)).astype(np.float32)
+    sliced = model.transform(SetChannelWidth("c3", 0.5, activations=layer_inputs(model,
+                                                                                 batch)))
+    rec = json.loads(sliced.get_metadata_prop("nashc.SetChannelWidth"))
+    assert [c["reader"] for c in rec[0]["compensated"]] == ["head"]
+    out = sliced.graph.output[0].name
+    full = model.graph.output[0].name
+
+    def mean_out(m: ModelWrapper, name: str) -> np.ndarray:
+        return np.mean([run_onnxruntime(m, {"x": batch[i:i + 1]})[name][0]
+                        for i in range(len(batch))], axis=0)
+
+    assert np.allclose(mean_out(sliced, out), mean_out(model, full), atol=1e-4)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -124,3 +125,27 @@ def test_compile_the_import_example(tmp_path):
     narrowed = {layer for rec in widths for layer in rec["layers"]}
     assert narrowed == {k.split(".")[0] for k, v in chosen["arch"].items()
                         if k.endswith(".width") and v < 1}
+
+
+@pytest.mark.finn
+def test_compensated_graph_passes_level_3(tmp_path):
+    """Narrowed with compensation (a float bias after every reader, the head included):
+    FINN's hardware graph still matches the QONNX graph on the integers."""
+    from nashc.passes.width import SetChannelWidth, layer_inputs
+    from nashc.runtime.build import load_onnx_network
+    from nashc.runtime.golden import compare_levels
+    from nashc.targets.boards import get_board
+    from nashc.targets.hybrid_lowering import hybrid_extra_steps, verify_dataflow
+    from nashc.targets.lower import lower_to_hw
+
+    model = load_onnx_network(EXAMPLES / "models" / "tfc_digits_w4a4.onnx")
+    batch = np.random.default_rng(0).integers(0, 256, (16, 1, 8, 8)).astype(np.float32)
+    model = model.transform(SetChannelWidth("fc0,fc1", 0.5,
+                                            activations=layer_inputs(model, batch)))
+    assert sum(n.name.endswith("_compensation") for n in model.graph.node) == 2
+    assert compare_levels(model).ok
+    board = get_board("u250")
+    lowered = lower_to_hw(ModelWrapper(copy.deepcopy(model.model)), board, board.default_clock_mhz,
+                          hybrid_extra_steps())
+    diff, ok = verify_dataflow(model, lowered, seed=3)
+    assert ok, diff
