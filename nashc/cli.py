@@ -289,11 +289,17 @@ def verify(model: Path, json_out: Path | None, target: str, no_finn: bool, seed:
               help="Operator of layers SEL: shift or adder (conv: leave as is).")
 @click.option("--rank", type=click.Choice(["l1", "first"]), default="l1", show_default=True,
               help="Which channels --width keeps: largest weight L1 norm, or the first ones.")
+@click.option("--calibration", type=click.Path(path_type=Path), metavar="FILE.npy",
+              help="Input samples (N x C x H x W, in the input's range): compensate removed "
+              "channels in the next layers so their outputs keep their statistics.")
+@click.option("--compensate", type=click.Choice(["affine", "mean"]), default="affine",
+              show_default=True, help="With --calibration: restore mean and std, or the mean.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the golden check's random inputs.")
 @user_errors
 def rewrite(model: Path, output: Path | None, widths: tuple[str, ...], wbits: tuple[str, ...],
-            abits: tuple[str, ...], ops: tuple[str, ...], rank: str, seed: int) -> None:
+            abits: tuple[str, ...], ops: tuple[str, ...], rank: str, calibration: Path | None,
+            compensate: str, seed: int) -> None:
     """Apply nashc's graph passes to MODEL.onnx (QONNX or ONNX) and check the result.
 
     SEL is a comma-separated list of globs over layer (node) names, as in a `space`
@@ -318,7 +324,13 @@ def rewrite(model: Path, output: Path | None, widths: tuple[str, ...], wbits: tu
     _quiet_libraries()
     before_model = load_onnx_network(model)
     before = layer_summary(before_model)
-    after_model = before_model.transform(ApplyChoices(rules, rank=rank))
+    acts = None
+    if calibration is not None:
+        from nashc.passes.width import layer_inputs
+
+        acts = layer_inputs(before_model, _calibration_batch(calibration, before_model))
+    after_model = before_model.transform(ApplyChoices(rules, rank=rank, activations=acts,
+                                                      compensate=compensate))
     after = layer_summary(after_model)
     onnx.checker.check_model(after_model.model)
     result = compare_levels(after_model, seed=seed)
@@ -334,6 +346,13 @@ def rewrite(model: Path, output: Path | None, widths: tuple[str, ...], wbits: tu
         op1, c1, b1 = after.get(name, (op0, c0, b0))
         table.add_row(name, change(op0, op1), change(c0, c1), change(b0, b1))
     console.print(table)
+    if acts is not None:
+        import json
+
+        recs = json.loads(after_model.get_metadata_prop("nashc.SetChannelWidth") or "[]")
+        readers = sorted({c["reader"] for r in recs for c in r.get("compensated", [])})
+        console.print(f"compensated ({compensate}, {len(next(iter(acts.values())))} "
+                      f"calibration samples): {', '.join(readers) or 'nothing'}")
     for lv in result.levels:
         console.print(f"golden check {lv.name}: {'ok' if lv.ok else 'MISMATCH'} "
                       f"(max diff {lv.max_abs_diff:.3g})")
@@ -355,6 +374,23 @@ def rewrite(model: Path, output: Path | None, widths: tuple[str, ...], wbits: tu
         if os.path.exists(tmp):
             os.unlink(tmp)
     console.print(f"wrote {out}")
+
+
+def _calibration_batch(path: Path, model: Any) -> Any:
+    """Samples from a .npy file, checked against the model's input shape."""
+    import numpy as np
+
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise NashcError(f"{path}: cannot read a NumPy array: {exc}") from None
+    shape = list(model.get_tensor_shape(model.graph.input[0].name) or [])
+    if arr.ndim == len(shape) - 1:
+        arr = arr[None]
+    if arr.ndim != len(shape) or list(arr.shape[1:]) != shape[1:] or len(arr) == 0:
+        raise NashcError(f"{path}: calibration samples must be N x {' x '.join(map(str, shape[1:]))} "
+                         f"(the model's input), got {' x '.join(map(str, arr.shape))}")
+    return arr.astype(np.float32)
 
 
 @cli.command()

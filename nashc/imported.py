@@ -153,7 +153,26 @@ class GraphSearch:
             raise NashcError(f"{net.source}: layers {', '.join(missing)} of the search space "
                              "are not node names of the cleaned-up graph (unnamed nodes are "
                              f"renamed on loading; its layers: {', '.join(sorted(names))})")
-        return cls(model.model.SerializeToString())
+        search = cls(model.model.SerializeToString())
+        search.check_choices(program)
+        return search
+
+    def check_choices(self, program: Program) -> None:
+        """Applies every option of every choice alone to the loaded graph, so a choice the
+        graph cannot take (e.g. activation bits of a layer no quantizer follows) is an
+        error before the search, naming the layer and the option."""
+        from nashc.passes.hybrid import PassError
+
+        for (layer, dim), options in program.choices.items():
+            for value in options:
+                if (dim, value) in (("op", "conv"), ("width", 1.0)):
+                    continue  # the loaded graph as it is
+                try:
+                    self.candidate({(layer, dim): value})
+                except PassError as err:
+                    raise NashcError(f"{program.file.path}: the space sets {dim} {value} on "
+                                     f"layer {layer}, which the loaded graph cannot take: "
+                                     f"{err}") from None
 
     def base(self) -> ModelWrapper:
         if self._base is None:

@@ -76,10 +76,12 @@ class ApplyChoices(Transformation):
     swaps (in that order)."""
 
     def __init__(self, rules: list[tuple[str, str, Any]], rank: str = "l1",
-                 activations: dict[str, Any] | None = None) -> None:
+                 activations: dict[str, Any] | None = None,
+                 compensate: str = "affine") -> None:
         super().__init__()
         self.rank = rank
         self.activations = activations  # layer inputs for width compensation
+        self.compensate = compensate
         for dim, _, _ in rules:
             if dim == "kernel":
                 raise PassError("kernel choices need the network declared in the language "
@@ -92,16 +94,16 @@ class ApplyChoices(Transformation):
     def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
         for dim in GRAPH_DIMS:
             for _, sel, value in (r for r in self.rules if r[0] == dim):
-                for p in self._passes(model, dim, sel, value, self.rank,
-                                      self.activations):
+                for p in self._passes(model, dim, sel, value):
                     model = model.transform(p)
         return model, False
 
-    @staticmethod
-    def _passes(model: ModelWrapper, dim: str, sel: str, value: Any, rank: str,
-                activations: dict[str, Any] | None) -> list[Transformation]:
+    def _passes(self, model: ModelWrapper, dim: str, sel: str,
+                value: Any) -> list[Transformation]:
         if dim == "width":
-            return [SetChannelWidth(sel, float(value), rank=rank, activations=activations)]
+            return [SetChannelWidth(sel, float(value), rank=self.rank,
+                                    activations=self.activations,
+                                    compensate=self.compensate)]
         if dim == "wbits":
             return [SetWeightBits(sel, int(value))]
         if dim == "abits":

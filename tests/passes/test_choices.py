@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import onnx
 import pytest
@@ -104,3 +105,22 @@ def test_rewrite_cli_output_layer(tfc_factory, tmp_path):
     res = CliRunner().invoke(cli, ["rewrite", str(src), "--width", f"{last}=0.5"])
     assert res.exit_code == 2 and "graph output" in res.output, res.output
     assert [p.name for p in tmp_path.iterdir()] == ["tfc.onnx"]
+
+
+def test_rewrite_cli_calibration(tmp_path):
+    import numpy as np
+
+    src = Path(__file__).resolve().parents[2] / "examples" / "models" / "tfc_digits_w4a4.onnx"
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(0).integers(0, 256, (8, 1, 8, 8)).astype(np.float32))
+    out = tmp_path / "narrow.onnx"
+    res = CliRunner().invoke(cli, ["rewrite", str(src), "-o", str(out), "--width", "fc0=0.5",
+                                   "--calibration", str(calib)])
+    assert res.exit_code == 0, res.output
+    assert "compensated (affine, 8 calibration samples): fc1" in res.output
+    assert "fc1_compensation" in {n.name for n in ModelWrapper(str(out)).graph.node}
+    np.save(calib, np.zeros((8, 3, 8, 8), np.float32))
+    res = CliRunner().invoke(cli, ["rewrite", str(src), "-o", str(tmp_path / "x.onnx"),
+                                   "--width", "fc0=0.5", "--calibration", str(calib)])
+    assert res.exit_code == 2 and "must be N x 1 x 8 x 8" in res.output, res.output
+    assert not (tmp_path / "x.onnx").exists()

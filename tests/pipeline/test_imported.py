@@ -149,3 +149,19 @@ def test_compensated_graph_passes_level_3(tmp_path):
                           hybrid_extra_steps())
     diff, ok = verify_dataflow(model, lowered, seed=3)
     assert ok, diff
+
+
+def test_a_choice_the_graph_cannot_take_fails_before_the_search(tmp_path):
+    src = _example(tmp_path)
+    src.write_text(src.read_text().replace("  op    fc1       in {conv, shift}",
+                                           "  op    fc1       in {conv, shift}\n"
+                                           "  abits head in {2, 4}"))
+    from click.testing import CliRunner
+
+    from nashc.cli import cli
+
+    res = CliRunner().invoke(cli, ["compile", str(src), "-o", str(tmp_path / "out")])
+    assert res.exit_code == 2, res.output
+    assert "sets abits 2 on layer head" in res.output and "no Quant node" in res.output
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
