@@ -2,7 +2,8 @@
 PyTorch module (``width``, ``wbits``, ``abits``, ``op``), applied with the graph passes.
 
 `ApplyChoices` runs, for rules ``(dim, selector, value)`` in the order given within each
-dimension: `SetChannelWidth` first (slicing keeps the quantizers; with ``activations``,
+dimension (widths from the widest down, so layers that share channels through a residual
+add end at the narrowest width chosen for any of them): `SetChannelWidth` first (slicing keeps the quantizers; with ``activations``,
 the layer inputs of the unchanged graph on a calibration batch, removed channels are
 compensated by their mean contribution), then `SetWeightBits`,
 then `SetActivationBits`, then the hybrid swaps (adder weights go onto the grid of their
@@ -93,7 +94,11 @@ class ApplyChoices(Transformation):
 
     def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
         for dim in GRAPH_DIMS:
-            for _, sel, value in (r for r in self.rules if r[0] == dim):
+            rules = [r for r in self.rules if r[0] == dim]
+            if dim == "width":  # widest first: layers sharing channels (a residual
+                # stream) then take the narrowest width any of them was given
+                rules.sort(key=lambda r: -float(r[2]))
+            for _, sel, value in rules:
                 for p in self._passes(model, dim, sel, value):
                     model = model.transform(p)
         return model, False

@@ -124,3 +124,14 @@ def test_rewrite_cli_calibration(tmp_path):
                                    "--width", "fc0=0.5", "--calibration", str(calib)])
     assert res.exit_code == 2 and "must be N x 1 x 8 x 8" in res.output, res.output
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_widths_in_one_residual_group_take_the_narrowest():
+    """Layers joined by a residual add share channels: any order of their width rules
+    gives the narrowest of the widths."""
+    from helpers.graphs import conv_net
+
+    for rules in ([("width", "c1", 0.5), ("width", "c2", 0.75)],
+                  [("width", "c2", 0.75), ("width", "c1", 0.5)]):
+        model = conv_net(3, 1, 4, residual=True).transform(ApplyChoices(rules))
+        assert layer_summary(model)["c1"][1] == 4 and layer_summary(model)["c2"][1] == 4
