@@ -304,6 +304,8 @@ def _params_of(model: ModelWrapper, node: NodeProto, an: _Analysis, chan: _Chan,
     for k in range(first, len(node.input)):
         t = node.input[k]
         val = model.get_initializer(t) if t else None
+        if val is None and t and _constant_quant(model, t):
+            val = weight_values(model, t)[0]  # e.g. a quantized bias
         if val is None:
             continue
         if node.op_type == "BatchNormalization" or (node.op_type == "MultiThreshold" and k == 1):
@@ -370,31 +372,38 @@ def _take(model: ModelWrapper, node: NodeProto, k: int, axis: int, idx: np.ndarr
         model.del_initializer(old)
 
 
-def _slice_weight(model: ModelWrapper, node: NodeProto, axis: int, idx: np.ndarray) -> None:
-    """Slices a layer's weights along ``axis``: the initializer, or the float weights and
-    per-channel parameters of the Quant producing them (which is copied if shared)."""
-    t = node.input[1]
+def _slice_const(model: ModelWrapper, node: NodeProto, k: int, axis: int,
+                 idx: np.ndarray) -> None:
+    """Slices the constant input ``k`` of ``node`` along ``axis``: an initializer, or the
+    float values and per-channel parameters of the Quant producing it from initializers
+    (copied first if other nodes read it)."""
+    t = node.input[k]
     if model.get_initializer(t) is not None:
-        _take(model, node, 1, axis, idx)
+        _take(model, node, k, axis, idx)
         return
     q = model.find_producer(t)
     assert q is not None
-    if len(model.find_consumers(t)) > 1:  # shared quantizer: give this layer its own
+    if len(model.find_consumers(t)) > 1:  # shared quantizer: give this node its own
         q2 = helper.make_node(q.op_type, list(q.input), [model.make_new_valueinfo_name()],
                               name=model.make_new_valueinfo_name(), domain=q.domain)
         q2.attribute.extend(q.attribute)
         model.graph.node.insert(list(model.graph.node).index(q) + 1, q2)
         model.set_tensor_datatype(q2.output[0], model.get_tensor_datatype(t))
-        node.input[1] = q2.output[0]
+        node.input[k] = q2.output[0]
         q = q2
     rank = np.asarray(model.get_initializer(q.input[0])).ndim
-    for k in range(len(q.input)):
-        val = np.asarray(model.get_initializer(q.input[k]))
+    for i in range(len(q.input)):
+        val = np.asarray(model.get_initializer(q.input[i]))
         ax = axis - (rank - val.ndim)
-        if k == 0 or (val.ndim > 0 and ax >= 0 and val.shape[ax] > 1):
-            _take(model, q, k, ax if k else axis, idx)
-    wshape = list(np.asarray(model.get_initializer(q.input[0])).shape)
-    model.set_tensor_shape(q.output[0], wshape)
+        if i == 0 or (val.ndim > 0 and ax >= 0 and val.shape[ax] > 1):
+            _take(model, q, i, ax if i else axis, idx)
+    shape = list(np.asarray(model.get_initializer(q.input[0])).shape)
+    model.set_tensor_shape(q.output[0], shape)
+
+
+def _slice_weight(model: ModelWrapper, node: NodeProto, axis: int, idx: np.ndarray) -> None:
+    """Slices a layer's weights (input 1) along ``axis``."""
+    _slice_const(model, node, 1, axis, idx)
 
 
 def _rank_channels(model: ModelWrapper, producers: list[NodeProto], channels: int,
@@ -436,7 +445,7 @@ def _apply_slices(model: ModelWrapper, an: _Analysis, kept: dict[int, np.ndarray
     for node, k, chan in an.params:
         r = an.find(chan.gid)
         if r in kept:
-            _take(model, node, k, chan.axis, chan.features(kept[r], sizes[r]))
+            _slice_const(model, node, k, chan.axis, chan.features(kept[r], sizes[r]))
     for t, chan in an.tensors.items():
         r = an.find(chan.gid)
         if r in kept:

@@ -356,3 +356,30 @@ def test_compensation_of_an_fc_reader_after_flatten():
                         for i in range(len(batch))], axis=0)
 
     assert np.allclose(mean_out(sliced, out), mean_out(model, full), atol=1e-4)
+
+
+def test_quantized_bias_and_per_channel_scales_are_sliced():
+    """A conv bias from a Quant with per-channel scale, per-channel weight scales and a
+    per-channel activation scale: all follow the kept channels."""
+    g = G(seed=5)
+    x = g.quant("x", 0.125, 8)
+    w = g.const(g.rng.normal(scale=0.5, size=(6, 3, 3, 3)), "w")
+    wq = g.quant(w, (2.0 ** -np.arange(6)).reshape(6, 1, 1, 1), 4)
+    bq = g.quant(g.const(np.arange(6) / 8.0, "b"), np.full(6, 2.0 ** -4), 16)
+    t = g.op("Conv", [x, wq, bq], name="c0", kernel_shape=[3, 3], pads=[1] * 4)
+    act = g.quant(g.op("Relu", [t]), (2.0 ** -np.arange(6)).reshape(1, 6, 1, 1), 4, signed=0)
+    model = g.model([1, 3, 5, 5], g.op("Conv", [act, g.weights((2, 6, 1, 1), 4)],
+                                        name="c1", kernel_shape=[1, 1]))
+    sliced = model.transform(SliceChannels({"c0": [1, 4, 5]}))
+    onnx.checker.check_model(sliced.model)
+    c0 = next(n for n in sliced.graph.node if n.name == "c0")
+    bias_q = sliced.find_producer(c0.input[2])
+    assert sliced.get_initializer(bias_q.input[0]).tolist() == [1 / 8, 4 / 8, 5 / 8]
+    w_q = sliced.find_producer(c0.input[1])
+    assert sliced.get_initializer(w_q.input[1]).ravel().tolist() == [2.0 ** -1, 2.0 ** -4,
+                                                                       2.0 ** -5]
+    assert sliced.get_initializer(sliced.find_producer(act).input[1]).shape == (1, 3, 1, 1)
+    x_in = _x(model, seed=9)
+    recs = json.loads(sliced.get_metadata_prop("nashc.SetChannelWidth"))
+    assert np.array_equal(_out(sliced, x_in), _out(_masked(model, recs), x_in))
+    assert compare_levels(sliced).ok
