@@ -458,8 +458,13 @@ def _print_compile_summary(out: Path, report: dict[str, Any]) -> None:
     base = report.get("baseline")
     chosen = report["pareto"][report["chosen"]] if report.get("chosen") is not None else None
     if base and chosen and base.get("fps"):
-        console.print(f"chosen design (*): {chosen['fps']:,.0f} fps; FINN SetFolding in the same "
-                      f"budget: {base['fps']:,.0f} fps ({chosen['fps'] / base['fps']:.2f}x)")
+        from nashc.report import ACCELERATOR_LABELS
+
+        ours = ACCELERATOR_LABELS.get(s.get("accelerator", ""), "the chosen folding")
+        theirs = ACCELERATOR_LABELS.get(base.get("accelerator", ""), base.get("accelerator"))
+        console.print(f"chosen design (*): {chosen['fps']:,.0f} fps with {ours}; {theirs} in "
+                      f"the same budget: {base['fps']:,.0f} fps "
+                      f"({chosen['fps'] / base['fps']:.2f}x)")
     golden = report.get("golden") or {}
     if golden:
         levels = ", ".join(f"{lv['name']} {'ok' if lv['ok'] else 'FAILED'} "

@@ -457,7 +457,6 @@ def _survivors(state: CompileState) -> list[Candidate]:
 def _finn_stage(state: CompileState, cand: Candidate, idx: int, module: Any = None) -> None:
     """Exports the candidate (`module`, e.g. trained; default: its calibrated module) to
     QONNX, lowers it through FINN and folds it inside the budget."""
-    from nashc.passes.folding import SearchFolding
     from nashc.runtime.build import export_qonnx_model
     from nashc.targets.estimate import estimate
     from nashc.targets.lower import lower_to_hw
@@ -479,7 +478,7 @@ def _finn_stage(state: CompileState, cand: Candidate, idx: int, module: Any = No
     lowered = lower_to_hw(model, state.board, state.clock_mhz, extra,
                           workdir=steps_dir / "_finn")
     shutil.rmtree(steps_dir / "_finn", ignore_errors=True)
-    search = SearchFolding(state.budget, state.board.part)
+    search = _folding(state, _accelerator(state))
     dataflow = lowered.dataflow.transform(search)
     est = estimate(dataflow, state.clock_mhz, state.board.part)
     dataflow.save(str(steps_dir / "dataflow_folded.onnx"))
@@ -490,6 +489,23 @@ def _finn_stage(state: CompileState, cand: Candidate, idx: int, module: Any = No
     cand.resources = {"lut": est.totals["LUT"], "bram18": est.totals["BRAM_18K"],
                       "uram": est.totals["URAM"], "dsp": est.totals["DSP"]}
     cand.feasible = bool(search.result is not None and search.result.feasible)
+
+
+def _accelerator(state: CompileState) -> str:
+    """The folding method of the file's `search accelerator` statement."""
+    assert state.program is not None
+    search = state.program.file.search
+    return search.accelerator if search is not None else "coarse_to_fine"
+
+
+def _folding(state: CompileState, accelerator: str) -> Any:
+    """The folding transformation for `accelerator` inside the budget; its `result` says
+    whether the folding fits."""
+    from nashc.passes.folding import SearchFolding, SetFoldingWithinBudget
+
+    if accelerator == "finn_setfolding":
+        return SetFoldingWithinBudget(state.budget, state.board.part, state.clock_mhz)
+    return SearchFolding(state.budget, state.board.part)
 
 
 def _hybrid_steps() -> list[Any]:
@@ -627,17 +643,18 @@ def step_pareto(state: CompileState) -> None:
 
 
 def step_baseline(state: CompileState) -> None:
-    from nashc.passes.folding import SetFoldingWithinBudget
     from nashc.targets.estimate import estimate
 
     assert state.chosen is not None
     chosen = state.pareto[state.chosen]
-    base = SetFoldingWithinBudget(state.budget, state.board.part, state.clock_mhz)
+    # the other folding method on the chosen architecture, in the same budget
+    other = "coarse_to_fine" if _accelerator(state) == "finn_setfolding" else "finn_setfolding"
+    base = _folding(state, other)
     folded = chosen.lowered.dataflow.transform(base)
     est = estimate(folded, state.clock_mhz, state.board.part)
     state.baseline = {
-        "accelerator": "finn_setfolding",
-        "target_fps": base.target_fps,
+        "accelerator": other,
+        "target_fps": getattr(base, "target_fps", None),
         "fps": est.estimated_throughput_fps,
         "latency_ms": est.estimated_latency_ns / 1e6,
         "resources": {"lut": est.totals["LUT"], "bram18": est.totals["BRAM_18K"],

@@ -3,7 +3,8 @@
 Everything in a report comes from the run's own results (`CompileResult`); nothing is
 filled in here. `report.json` follows the schema in the project's search issue:
 target, part, clock, absolute budget, search statistics, the Pareto points, the chosen
-index, the golden check and the FINN `SetFolding` baseline for the chosen architecture.
+index, the golden check and the folding baseline for the chosen architecture (FINN's
+`SetFolding`, or nashc's folding search when the file asks for SetFolding).
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ParetoPoint", "CompileResult", "write_json", "write_markdown", "write_plot",
+#: the folding methods of `search accelerator`, as reports name them
+ACCELERATOR_LABELS = {"coarse_to_fine": "nashc's folding search",
+                      "finn_setfolding": "FINN SetFolding"}
+
+__all__ = ["ACCELERATOR_LABELS", "ParetoPoint", "CompileResult", "write_json", "write_markdown", "write_plot",
            "strip_timings"]
 
 
@@ -143,12 +148,14 @@ def write_markdown(result: CompileResult, path: Path) -> None:
             f"{_arch_summary(p.arch)} |")
     if r.baseline:
         b = r.baseline
-        lines += ["", "## Baseline: FINN SetFolding within the same budget (chosen architecture)",
-                  ""]
-        lines.append(f"- fps: {_fmt(b.get('fps'))} (nashc: "
+        base_label = ACCELERATOR_LABELS.get(b.get("accelerator", ""), b.get("accelerator"))
+        ours = ACCELERATOR_LABELS.get(r.search.get("accelerator", ""), "the chosen folding")
+        lines += ["", f"## Baseline: {base_label} within the same budget (chosen "
+                  "architecture)", ""]
+        lines.append(f"- fps: {_fmt(b.get('fps'))} ({ours}: "
                      f"{_fmt(r.pareto[r.chosen].fps) if r.chosen is not None else '-'})")
         if r.chosen is not None and b.get("fps"):
-            lines.append(f"- speed-up of nashc's folding: {r.pareto[r.chosen].fps / b['fps']:.2f}x")
+            lines.append(f"- {ours} / {base_label}: {r.pareto[r.chosen].fps / b['fps']:.2f}x")
         lines.append(f"- resources: {b.get('resources')}")
     if r.golden:
         lines += ["", "## Golden check (onnxruntime)", "", "| level | max abs diff | ok |",

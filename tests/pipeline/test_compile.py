@@ -129,3 +129,29 @@ def test_malformed_file_exit_2_no_output(tmp_path):
     assert result.exit_code == 2
     assert "bad.nash:3:" in result.output
     assert not out.exists()
+
+
+def test_accelerator_finn_setfolding_folds_with_setfolding(compiled, tmp_path):
+    """`accelerator finn_setfolding`: the designs are folded by FINN's SetFolding (within
+    the budget) and the baseline is nashc's folding search, which is not slower."""
+    _, ours = compiled
+    src = _write(tmp_path)
+    src.write_text(src.read_text().replace("  keep pareto 4",
+                                           "  keep pareto 4\n  accelerator finn_setfolding"))
+    out = tmp_path / "sf"
+    result = CliRunner().invoke(cli, ["compile", str(src), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "with FINN SetFolding; nashc's folding search in the same budget" in result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["search"]["accelerator"] == "finn_setfolding"
+    base = report["baseline"]
+    assert base["accelerator"] == "coarse_to_fine" and base["target_fps"] is None
+    chosen = report["pareto"][report["chosen"]]
+    assert base["fps"] >= chosen["fps"] * (1 - 1e-9)
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    dataflow = ModelWrapper(str(out / "design" / "dataflow.onnx"))
+    assert dataflow.get_metadata_prop("nashc.SetFoldingWithinBudget")  # folded by it
+    assert ours["baseline"]["accelerator"] == "finn_setfolding"  # the default's baseline
+    md = (out / "report.md").read_text()
+    assert "## Baseline: nashc's folding search within the same budget" in md
