@@ -59,7 +59,14 @@ def check(file: Path) -> None:
     except ImportError:
         known = ["u250", "u200", "u280", "u50", "u55c", "pynq-z1", "pynq-z2", "ultra96",
                  "zcu102", "zcu104", "kv260_som"]
-    print_summary(load(file, targets=known))
+    program = load(file, targets=known)
+    if program.network.source is not None and program.choices:
+        from nashc.imported import GraphSearch
+
+        GraphSearch.load(program)  # every space option applied to the graph once
+    print_summary(program)
+    if program.network.source is not None and program.choices:
+        click.echo("every option of the space applies to the loaded graph")
 
 
 @cli.command()
@@ -313,8 +320,8 @@ def rewrite(model: Path, output: Path | None, widths: tuple[str, ...], wbits: tu
     from rich.table import Table
 
     from nashc.passes.choices import ApplyChoices, layer_summary, parse_rule
-    from nashc.runtime.build import load_onnx_network
     from nashc.runtime.golden import compare_levels
+    from nashc.runtime.load import load_onnx_network
 
     rules = [parse_rule(dim, text) for dim, texts in
              (("width", widths), ("wbits", wbits), ("abits", abits), ("op", ops))

@@ -142,7 +142,7 @@ class GraphSearch:
     def load(cls, program: Program) -> GraphSearch:
         """Loads the program's model and checks that its layers are the ones the language
         named (choices refer to them)."""
-        from nashc.runtime.build import COMPUTE_OP_TYPES, load_onnx_network
+        from nashc.runtime.load import COMPUTE_OP_TYPES, load_onnx_network
 
         net = program.network
         assert net.source is not None

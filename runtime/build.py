@@ -35,10 +35,9 @@ choice keeps "same" padding (pad = kernel // 2) if the layer had it.
 input's QONNX datatype and saves one self-contained ``.onnx`` file (external data is
 loaded into memory first; no ``.onnx.data`` side file remains).
 
-`load_onnx_network(path)` loads QONNX or plain ONNX, rejects unsupported ops
-(`UnsupportedOpsError` names each node and op type), cleans it up and keeps the
-original names of Conv/Gemm/MatMul nodes (unnamed ones get the names the language
-gives them, ``OpType_INDEX``, so a `space` over the file names the same layers).
+`load_onnx_network(path)` (in `nashc.runtime.load`, which needs no PyTorch; re-exported
+here) loads QONNX or plain ONNX, rejects unsupported ops, cleans it up and names its
+layers as the language does.
 """
 
 from __future__ import annotations
@@ -69,8 +68,16 @@ from torch import Tensor, nn
 
 from nashc.dsl.ast import DType, ResolvedLayer, ResolvedNetwork
 from nashc.dsl.errors import NashcError
+from nashc.runtime.load import (
+    COMPUTE_OP_TYPES,
+    LAYER_TAG,
+    SUPPORTED_OPS,
+    UnsupportedOpsError,
+    layer_nodes,
+    load_onnx_network,
+    rename_tagged,
+)
 from nashc.runtime.modules import (
-    DOMAIN,
     AdderConv2d,
     AdderLinear,
     ShiftConv2d,
@@ -95,40 +102,8 @@ __all__ = [
 
 OpKind = Literal["conv", "shift", "adder"]
 
-#: op types that are choice points (named after layers)
-COMPUTE_OP_TYPES = ("Conv", "Gemm", "MatMul", "ShiftConv", "AdderConv", "ShiftMatMul",
-                    "AdderMatMul")
-#: prefix of the doc_string of a compute node naming its layer
-LAYER_TAG = "nashc.layer="
-
-_STD = ("", "ai.onnx")
-_QONNX = ("qonnx.custom_op.general", "finn.custom_op.general")
-#: (domains, op types) accepted by `load_onnx_network`: what FINN/qonnx handle in
-#: CNNs and MLPs (shape-computation ops are folded by the cleanup), plus our hybrid ops.
-SUPPORTED_OPS: tuple[tuple[tuple[str, ...], frozenset[str]], ...] = (
-    (_STD, frozenset({
-        "Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "Clip", "MaxPool",
-        "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Transpose",
-        "BatchNormalization", "Identity", "Constant", "Shape", "Gather", "Unsqueeze",
-        "Squeeze", "Concat", "Pad", "Cast", "Dropout",
-    })),
-    (_QONNX, frozenset({"Quant", "BipolarQuant", "Trunc", "MultiThreshold"})),
-    ((DOMAIN,), frozenset({"ShiftConv", "AdderConv", "ShiftMatMul", "AdderMatMul"})),
-)
-
-
 class BuildError(NashcError):
     """A network cannot be built or exported as asked."""
-
-
-class UnsupportedOpsError(NashcError):
-    """A loaded model contains ops nashc does not support; `nodes` lists (name, op_type)."""
-
-    def __init__(self, path: str, nodes: list[tuple[str, str]]) -> None:
-        self.path = path
-        self.nodes = nodes
-        listed = "\n".join(f"  {name} ({op})" for name, op in nodes)
-        super().__init__(f"{path}: unsupported ops:\n{listed}")
 
 
 @dataclass(frozen=True)
@@ -473,15 +448,6 @@ def _compute_order(module: nn.Module, dummy: Tensor) -> list[nn.Module]:
     return order
 
 
-def layer_nodes(model: ModelWrapper) -> dict[str, Any]:
-    """Layer name -> node, for nodes tagged by `export_qonnx_model`."""
-    out = {}
-    for node in model.graph.node:
-        if node.doc_string.startswith(LAYER_TAG):
-            out[node.doc_string[len(LAYER_TAG):]] = node
-    return out
-
-
 def _kind_ok(mod: nn.Module, op_type: str) -> bool:
     if isinstance(mod, (qnn.QuantConv2d, ShiftConv2d, AdderConv2d)):
         return op_type in ("Conv", "ShiftConv", "AdderConv")
@@ -538,7 +504,7 @@ def export_qonnx_model(module: nn.Module, net: ResolvedNetwork, path: str | Path
     for mod, node in zip(order, nodes):
         node.doc_string = LAYER_TAG + str(mod.nashc_layer)
     model = cleanup_model(ModelWrapper(proto))
-    _rename_tagged(model)
+    rename_tagged(model)
     model.set_tensor_datatype(model.graph.input[0].name, DataType[net.input_dtype.qonnx_name])
     model.set_metadata_prop("nashc.network", net.name)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -546,52 +512,3 @@ def export_qonnx_model(module: nn.Module, net: ResolvedNetwork, path: str | Path
     return model
 
 
-def _rename_tagged(model: ModelWrapper) -> None:
-    tagged = layer_nodes(model)
-    taken = {n.name for n in model.graph.node if not n.doc_string.startswith(LAYER_TAG)}
-    clash = sorted(set(tagged) & taken)
-    for node in model.graph.node:  # free layer names used by other nodes
-        if node.name in clash and not node.doc_string.startswith(LAYER_TAG):
-            node.name = f"{node.name}_{node.op_type}"
-    for lname, node in tagged.items():
-        node.name = lname
-
-
-# -- load ----------------------------------------------------------------------------------
-
-
-def _supported(domain: str, op_type: str) -> bool:
-    return any(domain in doms and op_type in ops for doms, ops in SUPPORTED_OPS)
-
-
-def load_onnx_network(path: str | Path) -> ModelWrapper:
-    """Loads a QONNX or plain ONNX model, checks its ops, cleans it up and names its
-    Conv/Gemm/MatMul nodes as the language does (original names kept; an unnamed node is
-    ``OpType_INDEX``, INDEX its position in the file's node list)."""
-    path = Path(path)
-    if not path.is_file():
-        raise NashcError(f"{path}: no such ONNX file")
-    try:
-        proto = onnx.load(str(path), load_external_data=True)
-    except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
-        raise NashcError(f"{path}: cannot read ONNX model: {exc}") from exc
-    bad = []
-    for idx, node in enumerate(proto.graph.node):
-        if not _supported(node.domain, node.op_type):
-            bad.append((node.name or f"<unnamed node #{idx}>",
-                        f"{node.domain}::{node.op_type}" if node.domain else node.op_type))
-    if bad:
-        raise UnsupportedOpsError(str(path), bad)
-    from nashc.dsl.check import onnx_layer_names
-
-    for node, name in onnx_layer_names(proto.graph.node):  # the language's layer names
-        node.doc_string = LAYER_TAG + name
-    try:
-        model = cleanup_model(ModelWrapper(proto))
-    except Exception as exc:  # noqa: BLE001
-        raise NashcError(f"{path}: cannot clean up the model: {exc}") from exc
-    _rename_tagged(model)
-    for node in model.graph.node:
-        if node.op_type in COMPUTE_OP_TYPES and not node.doc_string:
-            node.doc_string = LAYER_TAG + node.name
-    return model

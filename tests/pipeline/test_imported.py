@@ -165,3 +165,15 @@ def test_a_choice_the_graph_cannot_take_fails_before_the_search(tmp_path):
     assert "sets abits 2 on layer head" in res.output and "no Quant node" in res.output
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+    res = CliRunner().invoke(cli, ["check", str(src)])  # check tries the space too
+    assert res.exit_code == 2 and "sets abits 2 on layer head" in res.output, res.output
+
+
+def test_check_tries_the_space_on_the_graph(tmp_path):
+    from click.testing import CliRunner
+
+    from nashc.cli import cli
+
+    res = CliRunner().invoke(cli, ["check", str(_example(tmp_path))])
+    assert res.exit_code == 0, res.output
+    assert "every option of the space applies to the loaded graph" in res.output
