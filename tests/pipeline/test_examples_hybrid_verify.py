@@ -1,13 +1,15 @@
 """Golden checks on the example networks with every middle conv/fc layer converted to
 shift, and again to adder (the first and last layers stay multiplications): levels 1, 2
-and 3 (FINN dataflow) must all match."""
+and 3 (FINN dataflow) must all match; and narrowed by the graph width pass."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
 import torch
+from qonnx.core.modelwrapper import ModelWrapper
 
 from nashc.dsl import load
 from nashc.runtime.build import (
@@ -42,4 +44,27 @@ def test_example_with_all_middle_layers_hybrid_verifies(tmp_path, example, op):
     kinds = {n.op_type for n in lowered.dataflow.graph.node}
     assert f"{op.capitalize()}MVAU_hls" in kinds
     diff, ok = verify_dataflow(model, lowered, 0)
+    assert ok, diff
+
+
+@pytest.mark.parametrize("example", ["cnv_cifar.nash", "resnet8_cifar.nash"])
+def test_example_narrowed_by_the_graph_pass_verifies(tmp_path, example):
+    """Every middle layer at half width by `SetChannelWidth` (residual streams sliced
+    together), with compensation from a calibration batch: levels 2 and 3 match."""
+    from nashc.passes.width import SetChannelWidth, layer_inputs
+
+    net = load(EXAMPLES / example).network
+    compute = [layer.name for layer in net.layers if layer.kind in ("conv", "fc")]
+    torch.manual_seed(0)
+    batch = torch.randint(0, 256, (16, *net.input_shape)).float()
+    module = calibrate_batchnorm(build_module(net, {}), batch)
+    model = export_qonnx_model(module, net, tmp_path / "m.onnx")
+    acts = layer_inputs(model, batch[:8].numpy())
+    narrow = model.transform(SetChannelWidth(",".join(compute[:-1]), 0.5, activations=acts))
+    result = compare_levels(narrow, seed=0)
+    assert result.ok, result.to_json()
+    assert any(n.name.endswith("_compensation") for n in narrow.graph.node)
+    lowered = lower_to_hw(ModelWrapper(copy.deepcopy(narrow.model)), get_board("u250"),
+                          200.0, hybrid_extra_steps())
+    diff, ok = verify_dataflow(narrow, lowered, 0)
     assert ok, diff
