@@ -1,5 +1,5 @@
-"""Smoke tests of benchmarks 2, 4 and 5 (`bench/bench_hybrid.py --quick`,
-`bench/bench_speed.py --quick`, `bench/bench_width.py --quick`), run in-process with
+"""Smoke tests of benchmarks 2, 4, 5 and 6 (`bench/bench_hybrid.py`, `bench_speed.py`,
+`bench_width.py`, `bench_fidelity.py`, each with --quick), run in-process with
 --no-write."""
 
 from __future__ import annotations
@@ -123,3 +123,13 @@ def test_width_quick(capsys: pytest.CaptureFixture[str]) -> None:
     assert "## 5. Channel selection" in printed and "l1+affine acc" in printed
     assert printed.count("| residual |") == 4  # width 1.0 and the three multipliers
     assert _results_text() == before  # --no-write
+
+
+@pytest.mark.slow
+def test_fidelity_quick(capsys: pytest.CaptureFixture[str]) -> None:
+    bench = _load("bench_fidelity")
+    before = _results_text()
+    assert bench.main(["--quick", "--no-write"]) == 0
+    printed = capsys.readouterr().out
+    assert "## 6. Fidelity" in printed and "| tfc_import (shipped) | 8 |" in printed
+    assert _results_text() == before
