@@ -8,7 +8,7 @@ from onnx import TensorProto, helper, numpy_helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.basic import qonnx_make_model
 
-__all__ = ["QD", "G", "conv_net", "fc_net", "expose"]
+__all__ = ["QD", "G", "conv_net", "fc_net", "expose", "quant_node"]
 
 QD = "qonnx.custom_op.general"
 
@@ -110,3 +110,14 @@ def expose(model: ModelWrapper, tensor: str) -> ModelWrapper:
     m.graph.value_info.remove(vi)
     m.graph.output.append(vi)
     return m
+
+
+def quant_node(name: str, inp: str, out: str, scale: float, bits: int, inits: list,
+               narrow: int = 0) -> onnx.NodeProto:
+    """A signed QONNX ``Quant`` node ``name`` with its scale, zero point 0 and bit width
+    appended to ``inits`` as ``NAME_s``, ``NAME_z``, ``NAME_b``."""
+    for suffix, v in (("s", scale), ("z", 0.0), ("b", float(bits))):
+        inits.append(numpy_helper.from_array(np.asarray(v, np.float32), f"{name}_{suffix}"))
+    return helper.make_node("Quant", [inp, f"{name}_s", f"{name}_z", f"{name}_b"], [out],
+                            domain=QD, name=name, signed=1, narrow=narrow,
+                            rounding_mode="ROUND")

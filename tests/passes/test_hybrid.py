@@ -10,6 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.graphs import QD, quant_node
 from onnx import TensorProto, helper, numpy_helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.basic import qonnx_make_model
@@ -24,7 +25,6 @@ from nashc.passes.hybrid import (
 from nashc.runtime.golden import compare_levels, to_standard_onnx
 from nashc.runtime.ops import DOMAIN, is_shift_weights
 
-QD = "qonnx.custom_op.general"
 SCALE = 0.125
 
 
@@ -39,10 +39,7 @@ def _ort(model: ModelWrapper, x: np.ndarray) -> np.ndarray:
 
 
 def _q(name, inp, out, scale, bits, inits):
-    for suffix, v in (("s", scale), ("z", 0.0), ("b", float(bits))):
-        inits.append(numpy_helper.from_array(np.asarray(v, np.float32), f"{name}_{suffix}"))
-    return helper.make_node("Quant", [inp, f"{name}_s", f"{name}_z", f"{name}_b"], [out],
-                            domain=QD, name=name, signed=1, narrow=0, rounding_mode="ROUND")
+    return quant_node(name, inp, out, scale, bits, inits, narrow=0)
 
 
 def _net(kind: str, k: int, stride: int, bits: int, bias: bool, wquant: bool = True):

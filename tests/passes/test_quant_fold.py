@@ -7,6 +7,7 @@ import json
 import numpy as np
 import onnx
 import pytest
+from helpers.graphs import QD, quant_node
 from onnx import TensorProto, helper, numpy_helper
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
@@ -18,14 +19,9 @@ from nashc.passes.quant import SetActivationBits, SetWeightBits
 from nashc.runtime.golden import compare_levels, run_onnxruntime, run_qonnx
 from nashc.runtime.ops import is_shift_weights
 
-QD = "qonnx.custom_op.general"
-
 
 def _q(name, inp, out, scale, bits, inits):
-    for suffix, v in (("s", scale), ("z", 0.0), ("b", float(bits))):
-        inits.append(numpy_helper.from_array(np.asarray(v, np.float32), f"{name}_{suffix}"))
-    return helper.make_node("Quant", [inp, f"{name}_s", f"{name}_z", f"{name}_b"], [out],
-                            domain=QD, name=name, signed=1, narrow=1, rounding_mode="ROUND")
+    return quant_node(name, inp, out, scale, bits, inits, narrow=1)
 
 
 def _net(k=3, bits=4, bn=True):
