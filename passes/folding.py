@@ -53,6 +53,8 @@ __all__ = [
     "SearchFolding",
     "SetFoldingWithinBudget",
     "finn_setfolding",
+    "show_as_finn_mvau",
+    "restore_op_types",
 ]
 
 #: FINN's resource keys, in the order used for resource vectors.
@@ -603,18 +605,46 @@ class SearchFolding(Transformation):
         return model, False
 
 
-def _as_finn_mvau(model: ModelWrapper) -> dict[int, tuple[str, str]]:
-    """Renames subclasses of FINN's MVAU_hls to MVAU_hls; returns
-    node index -> (name, original op type)."""
-    from finn.custom_op.fpgadataflow.hls.matrixvectoractivation_hls import MVAU_hls
+#: doc_string prefix that keeps a unit's own op type while FINN sees it as an MVAU
+_OP_TYPE_TAG = "nashc.op_type="
 
-    renamed = {}
-    for i, node in enumerate(model.graph.node):
-        if _is_hw_node(node) and node.op_type != "MVAU_hls":
-            if isinstance(getCustomOp(node), MVAU_hls):
-                renamed[i] = (node.name, node.op_type)
-                node.op_type = "MVAU_hls"
-    return renamed
+
+def show_as_finn_mvau(model: ModelWrapper) -> int:
+    """Renames nashc's MVAU subclasses (the shift/adder units of `nashc.targets`) to the
+    FINN op type they extend (``MVAU``, ``MVAU_hls``, ``MVAU_rtl``), for FINN
+    transformations that match op types by name. The own op type goes into the node's
+    doc_string, so `restore_op_types` finds the node even after FINN renamed it or
+    removed others. Returns how many nodes were renamed."""
+    from finn.custom_op.fpgadataflow.hls.matrixvectoractivation_hls import MVAU_hls
+    from finn.custom_op.fpgadataflow.matrixvectoractivation import MVAU
+    from finn.custom_op.fpgadataflow.rtl.matrixvectoractivation_rtl import MVAU_rtl
+
+    finn_names = ("MVAU", "MVAU_hls", "MVAU_rtl")
+    count = 0
+    for node in model.graph.node:
+        if not node.domain.startswith("finn.custom_op.fpgadataflow") or \
+                node.op_type in finn_names:
+            continue
+        try:
+            inst = getCustomOp(node)
+        except Exception:  # noqa: BLE001 - not a registered custom op: not a unit of ours
+            continue
+        if not isinstance(inst, MVAU):
+            continue
+        node.doc_string = f"{_OP_TYPE_TAG}{node.op_type} {node.doc_string}".rstrip()
+        node.op_type = ("MVAU_hls" if isinstance(inst, MVAU_hls) else
+                        "MVAU_rtl" if isinstance(inst, MVAU_rtl) else "MVAU")
+        count += 1
+    return count
+
+
+def restore_op_types(model: ModelWrapper) -> None:
+    """Undoes `show_as_finn_mvau`."""
+    for node in model.graph.node:
+        if node.doc_string.startswith(_OP_TYPE_TAG):
+            own, _, rest = node.doc_string[len(_OP_TYPE_TAG):].partition(" ")
+            node.op_type = own
+            node.doc_string = rest
 
 
 def finn_setfolding(model: ModelWrapper, target_cycles: int, **kwargs: Any) -> ModelWrapper:
@@ -626,13 +656,12 @@ def finn_setfolding(model: ModelWrapper, target_cycles: int, **kwargs: Any) -> M
 
     m = ModelWrapper(model.model.__deepcopy__())
     names = [n.name for n in m.graph.node]
-    renamed = _as_finn_mvau(m)
+    show_as_finn_mvau(m)
     m = m.transform(SetFolding(target_cycles_per_frame=max(1, int(target_cycles)), **kwargs))
     assert len(m.graph.node) == len(names), "SetFolding changed the graph"
     for node, name in zip(m.graph.node, names):
         node.name = name
-    for i, (_name, op_type) in renamed.items():
-        m.graph.node[i].op_type = op_type
+    restore_op_types(m)
     return m
 
 

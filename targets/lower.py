@@ -316,15 +316,11 @@ def remove_cnv_to_fc_flatten(model: ModelWrapper) -> ModelWrapper:
     codes and adder weights alike)."""
     from finn.transformation.move_reshape import RemoveCNVtoFCFlatten
 
-    renamed = {}
-    for node in model.graph.node:
-        if node.op_type in ("ShiftMVAU", "AdderMVAU"):
-            renamed[node.name] = node.op_type
-            node.op_type = "MVAU"
+    from nashc.passes.folding import restore_op_types, show_as_finn_mvau
+
+    show_as_finn_mvau(model)
     model = model.transform(RemoveCNVtoFCFlatten())
-    for node in model.graph.node:
-        if node.name in renamed:
-            node.op_type = renamed[node.name]
+    restore_op_types(model)
     return model
 
 

@@ -271,3 +271,20 @@ def test_setfolding_baseline_keeps_every_node_name():
     cycles = model.analysis(exp_cycles_per_layer)
     assert base.result is not None
     assert max(cycles.values()) == base.result.ii_cycles
+
+
+@pytest.mark.parametrize("kind", ["shift", "adder"])
+def test_finn_setfolding_folds_hybrid_units_and_keeps_them(kind):
+    """FINN's SetFolding matches op types by name: nashc's units are shown to it as
+    MVAU_hls and get their own op type (and names) back afterwards."""
+    from nashc.passes.folding import finn_setfolding
+
+    model, _, _ = _node_model(kind, 4, 1, 1, True)
+    node = model.graph.node[0]
+    name, op, doc = node.name, node.op_type, node.doc_string
+    folded = finn_setfolding(model, target_cycles=NV * 4)
+    out = folded.graph.node[0]
+    assert (out.name, out.op_type, out.doc_string) == (name, op, doc)
+    inst = getCustomOp(out)
+    assert inst.get_nodeattr("PE") * inst.get_nodeattr("SIMD") > 1
+    assert model.graph.node[0].op_type == op  # the input model is left alone
