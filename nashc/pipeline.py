@@ -612,6 +612,26 @@ def _measure_graph_accuracy(state: CompileState) -> None:
         f"({info.val_samples} images); the loaded model itself: {100 * base:.2f}%. "
         "Fine-tune the chosen design in Brevitas, or declare the network in the language "
         "to search and train it")
+    if base < 2.0 / max(info.classes, 2):
+        state.notes.append(
+            f"the loaded model itself scores {100 * base:.1f}% on {info.dataset} (chance: "
+            f"{100 / max(info.classes, 1):.0f}%): check that it was trained on this data "
+            "and that its input takes pixels in the range given (0..255 for uint8 or an "
+            "unannotated input; a normalisation must be part of the graph)")
+
+
+def _overrun(state: CompileState) -> str:
+    """Which resources the least demanding lowered finalist needs beyond the budget."""
+    keys = (("LUT", "lut"), ("BRAM_18K", "bram18"), ("URAM", "uram"), ("DSP", "dsp"))
+    best: tuple[int, str] | None = None
+    for cand in state.finalists:
+        if cand.resources is None:
+            continue
+        over = [f"{name} {cand.resources[k]:,.0f} > {state.budget[name]:,.0f}"
+                for name, k in keys if cand.resources[k] > state.budget[name]]
+        if over and (best is None or len(over) < best[0]):
+            best = (len(over), ", ".join(over))
+    return f" (the closest design needs {best[1]})" if best else ""
 
 
 def step_pareto(state: CompileState) -> None:
@@ -622,7 +642,8 @@ def step_pareto(state: CompileState) -> None:
     ok = [c for c in state.finalists if c.feasible and c.fps is not None]
     if not ok:
         raise NashcError("no candidate fits the budget on the target even with the slowest "
-                         "folding; raise the budget or shrink the space")
+                         "folding; raise the budget or shrink the space"
+                         + _overrun(state))
     idx = pareto_front([(c.accuracy if c.accuracy is not None else c.score, c.fps or 0.0)
                         for c in ok])
     keep = program.file.search.keep_pareto if program.file.search is not None else 8

@@ -116,6 +116,7 @@ def test_impossible_budget_is_a_clear_error_and_leaves_nothing(tmp_path):
     result = CliRunner().invoke(cli, ["compile", str(src), "-o", str(out)])
     assert result.exit_code == 2
     assert "budget" in result.output
+    assert "the closest design needs LUT" in result.output and "> 10)" in result.output
     assert "Traceback" not in result.output
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".never")]

@@ -177,3 +177,24 @@ def test_check_tries_the_space_on_the_graph(tmp_path):
     res = CliRunner().invoke(cli, ["check", str(_example(tmp_path))])
     assert res.exit_code == 0, res.output
     assert "every option of the space applies to the loaded graph" in res.output
+
+
+@pytest.mark.finn
+def test_an_untrained_model_is_flagged(tmp_path):
+    """A loaded model near chance on the data set gets a warning in the report."""
+    from click.testing import CliRunner
+
+    from nashc.cli import cli
+
+    declared = load(EXAMPLES / "tfc_digits.nash").network
+    torch.manual_seed(0)
+    export_qonnx_model(build_module(declared, {}), declared, tmp_path / "untrained.onnx")
+    src = tmp_path / "u.nash"
+    src.write_text('network u from "untrained.onnx"\nspace { width fc0 in {0.5, 1.0} }\n'
+                   "hardware { target u250\n budget lut 50%, dsp 50% }\n"
+                   "search { strategy exhaustive\n keep pareto 2 }\ntrain { dataset digits }\n")
+    res = CliRunner().invoke(cli, ["compile", str(src), "-o", str(tmp_path / "out"),
+                                   "--jobs", "1"])
+    assert res.exit_code == 0, res.output
+    notes = json.loads((tmp_path / "out" / "report.json").read_text())["notes"]
+    assert any("the loaded model itself scores" in n and "chance: 10%" in n for n in notes)
