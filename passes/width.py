@@ -82,9 +82,9 @@ FC_OPS = ("Gemm", "MatMul", "ShiftMatMul", "AdderMatMul")
 LAYER_OPS = CONV_OPS + FC_OPS
 # ops whose output carries their first input's channels unchanged
 CHANNELWISE = ("BatchNormalization", "Relu", "Clip", "Sigmoid", "Tanh", "Identity", "Neg",
-               "Abs", "Floor", "Ceil", "Round", "Sign", "LeakyRelu", "HardTanh",
-               "Quant", "BipolarQuant", "Trunc", "MultiThreshold", "MaxPool", "AveragePool",
-               "GlobalAveragePool", "GlobalMaxPool", "Dropout", "Cast", "QuantReLU")
+               "Abs", "Floor", "Ceil", "Round", "Sign", "LeakyRelu", "Quant",
+               "BipolarQuant", "Trunc", "MultiThreshold", "MaxPool", "AveragePool",
+               "GlobalAveragePool", "GlobalMaxPool", "Dropout", "Cast")
 # ops with two data inputs that combine elementwise
 ELEMENTWISE = ("Add", "Sub", "Mul", "Div", "Max", "Min")
 SHAPE_OPS = ("Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze")
@@ -128,7 +128,8 @@ class _Analysis:
     parent: list[int]
     sizes: list[int]
     blocked: dict[int, list[str]]
-    # (node, input index, axis of that input's value, chan) for per-channel parameters
+    # (node, input index, where the channels sit in that input's value): per-channel
+    # parameters (BN statistics, scales, thresholds, biases, constants)
     params: list[tuple[NodeProto, int, _Chan]]
     producers: list[tuple[NodeProto, int]]  # (layer node, gid)
     readers: list[tuple[NodeProto, _Chan]]
