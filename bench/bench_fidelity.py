@@ -78,8 +78,9 @@ def _weight_bits(model: Any) -> float:
 
 
 def evaluate(program: Any, n: int, seed: int) -> list[dict[str, float]]:
-    from nashc.imported import GraphSearch, _Runner, accuracy, fidelity, scoring_batch
+    from nashc.imported import GraphSearch, accuracy, fidelity, scoring_batch
     from nashc.passes.nas import _sample
+    from nashc.runtime.golden import SampleRunner
     from nashc.training import prepare_data
 
     gs = GraphSearch.load(program)
@@ -96,7 +97,7 @@ def evaluate(program: Any, n: int, seed: int) -> list[dict[str, float]]:
         seen.add(key)
         model = gs.candidate(choice)
         score, _ = gs.score(model)
-        cos, agree = fidelity(_Runner(model)(gs.batch), gs.reference)
+        cos, agree = fidelity(SampleRunner(model).output(gs.batch), gs.reference)
         rows.append({"score": score, "cosine": cos, "agreement": agree,
                      "weight_bits": _weight_bits(model), "accuracy": accuracy(model, data.val)})
     return rows

@@ -102,15 +102,16 @@ def narrowed(model: Any, mult: float, rank: str, seed: int = 0,
 def measure(program: Any, model: Any) -> list[dict[str, Any]]:
     import numpy as np
 
-    from nashc.imported import _Runner, accuracy, fidelity
+    from nashc.imported import accuracy, fidelity
     from nashc.passes.width import layer_inputs
+    from nashc.runtime.golden import SampleRunner
     from nashc.training import prepare_data
 
     data = prepare_data(program, seed=0)
     xs = np.concatenate([x.numpy() for x, _ in data.val], axis=0)
     calib = np.concatenate([x.numpy() for x, _ in data.train], axis=0)[:64]
     acts = layer_inputs(model, calib)
-    ref = _Runner(model)(xs)
+    ref = SampleRunner(model).output(xs)
     rows = [{"mult": 1.0, "rank": "-", "acc": accuracy(model, data.val), "acc_sd": 0.0,
              "fid": 1.0}]
     for mult in MULTIPLIERS:
@@ -119,7 +120,7 @@ def measure(program: Any, model: Any) -> list[dict[str, Any]]:
             for seed in range(RANDOM_SEEDS if rank == "random" else 1):
                 m = narrowed(model, mult, rank, seed, acts)
                 accs.append(accuracy(m, data.val))
-                fids.append(fidelity(_Runner(m)(xs), ref)[0])
+                fids.append(fidelity(SampleRunner(m).output(xs), ref)[0])
             rows.append({"mult": mult, "rank": rank, "acc": statistics.mean(accs),
                          "acc_sd": statistics.pstdev(accs), "fid": statistics.mean(fids)})
     return rows

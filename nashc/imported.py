@@ -32,6 +32,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from nashc.dsl.ast import Program
 from nashc.dsl.errors import NashcError
 from nashc.passes.costmodel import LayerWork
+from nashc.runtime.golden import SampleRunner
 
 __all__ = ["GraphSearch", "choice_rules", "graph_layer_work", "fidelity", "fidelity_score"]
 
@@ -107,30 +108,6 @@ def fidelity_score(cos: float, agreement: float, n: int) -> float:
     return agreement + (cos - 1.0) / (4.0 * max(n, 1))
 
 
-class _Runner:
-    """Runs a QONNX graph in onnxruntime (hybrid ops and quantizers lowered, graph
-    optimisations off), one sample at a time (exported graphs have batch size 1)."""
-
-    def __init__(self, model: ModelWrapper) -> None:
-        import onnxruntime as ort
-
-        from nashc.runtime.golden import to_standard_onnx
-
-        std = to_standard_onnx(model)
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        so.intra_op_num_threads = 1
-        self.sess = ort.InferenceSession(std.model.SerializeToString(), so,
-                                         providers=["CPUExecutionProvider"])
-        self.inp = self.sess.get_inputs()[0].name
-        self.out = self.sess.get_outputs()[0].name
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        rows = [self.sess.run([self.out], {self.inp: x[i:i + 1].astype(np.float32)})[0]
-                for i in range(len(x))]
-        return np.concatenate(rows, axis=0)
-
-
 @dataclass
 class GraphSearch:
     """The loaded model and the scoring batch, small enough to send to workers."""
@@ -201,22 +178,22 @@ class GraphSearch:
         from nashc.passes.width import layer_inputs
 
         self.batch = np.asarray(batch, dtype=np.float32)
-        self.reference = _Runner(self.base())(self.batch)
+        self.reference = SampleRunner(self.base()).output(self.batch)
         self.activations = layer_inputs(self.base(), self.batch)
 
     def score(self, model: ModelWrapper) -> tuple[float, float]:
         """(`fidelity_score`, top-1 agreement) of a candidate against the loaded model."""
         assert self.batch is not None and self.reference is not None
-        cos, agreement = fidelity(_Runner(model)(self.batch), self.reference)
+        cos, agreement = fidelity(SampleRunner(model).output(self.batch), self.reference)
         return fidelity_score(cos, agreement, len(self.batch)), agreement
 
 
 def accuracy(model: ModelWrapper, loader: Any) -> float:
     """Top-1 accuracy of a graph over a (validation) loader of (x, y) tensors."""
-    run = _Runner(model)
+    run = SampleRunner(model)
     right = total = 0
     for x, y in loader:
-        pred = run(x.numpy()).reshape(len(y), -1).argmax(axis=1)
+        pred = run.output(x.numpy()).reshape(len(y), -1).argmax(axis=1)
         right += int((pred == y.numpy()).sum())
         total += len(y)
     return right / max(total, 1)

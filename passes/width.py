@@ -470,27 +470,12 @@ def _apply_slices(model: ModelWrapper, an: _Analysis, kept: dict[int, np.ndarray
 def layer_inputs(model: ModelWrapper, batch: np.ndarray) -> dict[str, np.ndarray]:
     """The input activation of every layer on ``batch`` (N samples of the graph input,
     run one by one in onnxruntime): tensor name -> array with N rows."""
-    import onnxruntime as ort
-    from onnx import TensorProto
+    from nashc.runtime.golden import SampleRunner
 
-    from nashc.runtime.golden import to_standard_onnx
-
-    std = to_standard_onnx(model)
     wanted = list(dict.fromkeys(n.input[0] for n in model.graph.node
                                 if n.op_type in LAYER_OPS))
-    outs = {o.name for o in std.graph.output}
-    for t in wanted:
-        if t not in outs:
-            std.graph.output.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, None))
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(std.model.SerializeToString(), so,
-                                providers=["CPUExecutionProvider"])
-    inp = sess.get_inputs()[0].name
-    rows = [sess.run(wanted, {inp: batch[i:i + 1].astype(np.float32)})
-            for i in range(len(batch))]
-    return {t: np.concatenate([r[k] for r in rows], axis=0) for k, t in enumerate(wanted)}
+    acts = SampleRunner(model, wanted)(batch)
+    return {t: acts[t] for t in wanted}
 
 
 def _layer_out(model: ModelWrapper, node: NodeProto, x: np.ndarray,

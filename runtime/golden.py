@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ __all__ = [
     "to_standard_onnx",
     "run_qonnx",
     "run_onnxruntime",
+    "SampleRunner",
     "random_inputs",
     "compare_levels",
     "LEVELS",
@@ -309,21 +310,57 @@ def run_qonnx(model: ModelWrapper, inputs: dict[str, np.ndarray]) -> dict[str, n
     return {k: np.asarray(v) for k, v in out.items()}
 
 
+def _ort_session(std: ModelWrapper, threads: int | None = None) -> Any:
+    """An onnxruntime session of a standard-ONNX model, graph optimisations off."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if threads is not None:
+        so.intra_op_num_threads = threads
+    return ort.InferenceSession(std.model.SerializeToString(), so,
+                                providers=["CPUExecutionProvider"])
+
+
 def run_onnxruntime(model: ModelWrapper,
                     inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Executes ``model`` in onnxruntime (graph optimisations off) after lowering hybrid ops
     and QONNX quantizers to standard ONNX."""
-    import onnxruntime as ort
-
-    m = to_standard_onnx(model)
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(m.model.SerializeToString(), so,
-                                providers=["CPUExecutionProvider"])
+    sess = _ort_session(to_standard_onnx(model))
     names = [o.name for o in sess.get_outputs()]
     feed = {i.name: inputs[i.name] for i in sess.get_inputs()}
     res = sess.run(names, feed)
     return dict(zip(names, (np.asarray(r) for r in res)))
+
+
+class SampleRunner:
+    """Runs a single-input QONNX graph in onnxruntime like `run_onnxruntime`, on a batch
+    one sample at a time (exported graphs have batch size 1), single-threaded. ``names``:
+    the graph outputs, then ``extra`` intermediate tensors also returned."""
+
+    def __init__(self, model: ModelWrapper, extra: Sequence[str] = ()) -> None:
+        from onnx import TensorProto
+
+        std = to_standard_onnx(model)
+        outs = [o.name for o in std.graph.output]
+        for t in extra:
+            if t not in outs:
+                std.graph.output.append(helper.make_tensor_value_info(t, TensorProto.FLOAT,
+                                                                      None))
+                outs.append(t)
+        self.sess = _ort_session(std, threads=1)
+        self.names = outs
+        self.input = self.sess.get_inputs()[0].name
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        rows = [self.sess.run(self.names, {self.input: x[i:i + 1].astype(np.float32)})
+                for i in range(len(x))]
+        return {t: np.concatenate([r[k] for r in rows], axis=0)
+                for k, t in enumerate(self.names)}
+
+    def output(self, x: np.ndarray) -> np.ndarray:
+        """The first graph output on ``x``."""
+        return self(x)[self.names[0]]
 
 
 def _graph_inputs(model: ModelWrapper) -> list[str]:
