@@ -34,6 +34,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
 
 from nashc.dsl.errors import NashcError
+from nashc.runtime.load import COMPUTE_OP_TYPES
 from nashc.runtime.ops import DOMAIN, to_adder_weights, to_shift_weights
 
 __all__ = [
@@ -52,8 +53,6 @@ QUANT_DOMAINS = ("qonnx.custom_op.general", "onnx.brevitas", "finn.custom_op.gen
 PASS_THROUGH = ("Reshape", "Flatten", "MaxPool", "Transpose", "Identity", "Squeeze",
                 "Unsqueeze")
 DEFAULT_BITS = 8
-LAYER_OP_TYPES = ("Conv", "Gemm", "MatMul", "ShiftConv", "AdderConv", "ShiftMatMul",
-                  "AdderMatMul")
 
 
 class PassError(NashcError):
@@ -71,7 +70,7 @@ def select_nodes(model: ModelWrapper, selector: str,
     named = [n for n in model.graph.node
              if n.name == selector or any(fnmatch.fnmatchcase(n.name, p) for p in pats)]
     if not named:
-        layers = [n.name for n in model.graph.node if n.op_type in LAYER_OP_TYPES]
+        layers = [n.name for n in model.graph.node if n.op_type in COMPUTE_OP_TYPES]
         shown = ", ".join(layers[:12]) + (", ..." if len(layers) > 12 else "")
         raise PassError(f"selector {selector!r} matches no node name in the graph "
                         f"(its layers: {shown or 'none'})")

@@ -24,11 +24,11 @@ from nashc.passes.hybrid import (
     record_metadata,
     select_nodes,
 )
+from nashc.runtime.load import COMPUTE_OP_TYPES
 from nashc.runtime.ops import DOMAIN, to_adder_weights, to_shift_weights
 
 __all__ = ["SetWeightBits", "SetActivationBits", "requantize_quant_node"]
 
-LAYER_OPS = ("Conv", "Gemm", "MatMul", "ShiftConv", "AdderConv", "ShiftMatMul", "AdderMatMul")
 # ops between a layer and the Quant of its output activation
 ACT_PATH = ("BatchNormalization", "Relu", "Add", "Mul", "Sub", "Div", "Identity", "MaxPool")
 
@@ -105,7 +105,7 @@ class SetWeightBits(Transformation):
 
     def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
         records = []
-        for node in select_nodes(model, self.selector, LAYER_OPS):
+        for node in select_nodes(model, self.selector, COMPUTE_OP_TYPES):
             if node.domain == DOMAIN:
                 cur = next((a.i for a in node.attribute if a.name == "weight_bits"), None)
                 if cur != self.bits:
@@ -150,7 +150,7 @@ class SetActivationBits(Transformation):
 
     def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
         records = []
-        for node in select_nodes(model, self.selector, LAYER_OPS):
+        for node in select_nodes(model, self.selector, COMPUTE_OP_TYPES):
             q = _output_quant(model, node)
             if q is None:
                 raise PassError(f"node {node.name!r} ({node.op_type}): no Quant node follows "
