@@ -96,7 +96,7 @@ def evaluate(program: Any, n: int, seed: int) -> list[dict[str, float]]:
             continue
         seen.add(key)
         model = gs.candidate(choice)
-        score, _ = gs.score(model)
+        score = gs.score(model)
         cos, agree = fidelity(SampleRunner(model).output(gs.batch), gs.reference)
         rows.append({"score": score, "cosine": cos, "agreement": agree,
                      "weight_bits": _weight_bits(model), "accuracy": accuracy(model, data.val)})

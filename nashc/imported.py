@@ -181,11 +181,11 @@ class GraphSearch:
         self.reference = SampleRunner(self.base()).output(self.batch)
         self.activations = layer_inputs(self.base(), self.batch)
 
-    def score(self, model: ModelWrapper) -> tuple[float, float]:
-        """(`fidelity_score`, top-1 agreement) of a candidate against the loaded model."""
+    def score(self, model: ModelWrapper) -> float:
+        """`fidelity_score` of a candidate against the loaded model."""
         assert self.batch is not None and self.reference is not None
         cos, agreement = fidelity(SampleRunner(model).output(self.batch), self.reference)
-        return fidelity_score(cos, agreement, len(self.batch)), agreement
+        return fidelity_score(cos, agreement, len(self.batch))
 
 
 def accuracy(model: ModelWrapper, loader: Any) -> float:

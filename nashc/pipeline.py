@@ -79,7 +79,6 @@ class Candidate:
     lowered: Any = None
     error: str | None = None
     module: Any = None  # the trained PyTorch module (step_train), else None
-    agreement: float | None = None  # networks loaded with `from`: top-1 agreement
 
     @property
     def arch(self) -> dict[str, Any]:
@@ -270,6 +269,9 @@ def step_parse(state: CompileState) -> None:
 
 def _evaluate_coarse(state: CompileState | CoarseContext,
                      choice: dict[tuple[str, str], Any]) -> Candidate:
+    """One candidate's score and coarse fps bound: the built module's zero-shot score and
+    layer work from a forward pass, or, for a network loaded with `from`, the rewritten
+    graph's fidelity to the loaded model and its layers' work (`nashc.imported`)."""
     from nashc.passes.costmodel import coarse_fps
     from nashc.passes.zeroshot import SCORES
 
@@ -277,11 +279,16 @@ def _evaluate_coarse(state: CompileState | CoarseContext,
     assert program is not None
     cand = Candidate(dict(choice), ops=_op_counts(program, choice))
     if state.graph is not None:
-        return _evaluate_graph(state, cand)
-    module = _build(state, choice)
-    metric = program.file.search.metric if program.file.search is not None else "zero_shot"
-    cand.score = float(SCORES.get(metric, SCORES["zero_shot"])(module, state.batch))
-    works = _layer_work(module, state.batch, _weight_bits(program, choice))
+        from nashc.imported import graph_layer_work
+
+        model = state.graph.candidate(choice)
+        cand.score = state.graph.score(model)
+        works = graph_layer_work(model)
+    else:
+        module = _build(state, choice)
+        metric = program.file.search.metric if program.file.search is not None else "zero_shot"
+        cand.score = float(SCORES.get(metric, SCORES["zero_shot"])(module, state.batch))
+        works = _layer_work(module, state.batch, _weight_bits(program, choice))
     shape = program.network.input_shape
     pixels = int(shape[1] * shape[2]) if shape is not None else 1
     fps, _ = coarse_fps(works, state.budget["LUT"], state.budget["DSP"], state.clock_mhz,
@@ -292,26 +299,6 @@ def _evaluate_coarse(state: CompileState | CoarseContext,
         cand.coarse_feasible = False
     if not math.isfinite(cand.score):
         cand.score = -1e9
-    return cand
-
-
-def _evaluate_graph(state: CompileState | CoarseContext, cand: Candidate) -> Candidate:
-    """Coarse stage of a network loaded with `from`: the rewritten graph's fidelity to the
-    loaded model and the coarse fps bound of its layers (see `nashc.imported`)."""
-    from nashc.imported import graph_layer_work
-    from nashc.passes.costmodel import coarse_fps
-
-    program = state.program
-    assert program is not None
-    model = state.graph.candidate(cand.choice)
-    cand.score, cand.agreement = state.graph.score(model)
-    shape = program.network.input_shape
-    pixels = int(shape[1] * shape[2]) if shape is not None else 1
-    cand.coarse_fps, _ = coarse_fps(graph_layer_work(model), state.budget["LUT"],
-                                    state.budget["DSP"], state.clock_mhz, input_pixels=pixels)
-    hw = program.file.hardware
-    if hw is not None and hw.fps_min is not None and cand.coarse_fps < hw.fps_min:
-        cand.coarse_feasible = False
     return cand
 
 
@@ -540,7 +527,8 @@ def step_train(state: CompileState) -> None:
     lowered/folded again, so the design carries trained weights, and is kept on the
     candidate for `step_verify`. Without a train section nothing happens; a data set that
     cannot feed the network (e.g. 8x8 digits for a 3x32x32 input) is a note, not an
-    error, and accuracies stay None. Missing or malformed data is an error."""
+    error, and accuracies stay None. Missing or malformed data is an error. A network
+    loaded with `from` is measured, not trained (`_measure_graph_accuracy`)."""
     from nashc.runtime.data import DatasetMismatch
     from nashc.training import prepare_data, train_candidate
 
@@ -549,15 +537,15 @@ def step_train(state: CompileState) -> None:
     section = program.file.train
     if section is None:
         return
-    if state.graph is not None:
-        _measure_graph_accuracy(state)
-        return
-    todo = [(i, c) for i, c in enumerate(state.finalists) if c.error is None]
     try:
         data = prepare_data(program, state.seed)
     except DatasetMismatch as err:
         state.notes.append(f"train section skipped: {err}; accuracies are not reported")
         return
+    if state.graph is not None:
+        _measure_graph_accuracy(state, data)
+        return
+    todo = [(i, c) for i, c in enumerate(state.finalists) if c.error is None]
     for n, (i, cand) in enumerate(todo):
         label = f"training {n + 1}/{len(todo)}"
 
@@ -585,20 +573,11 @@ def step_train(state: CompileState) -> None:
         f"seed {state.seed})")
 
 
-def _measure_graph_accuracy(state: CompileState) -> None:
-    """Networks loaded with `from`: the finalists' validation accuracy without
+def _measure_graph_accuracy(state: CompileState, data: Any) -> None:
+    """Networks loaded with `from`: the finalists' validation accuracy on `data` without
     fine-tuning (there is no PyTorch module to train), and the loaded model's own."""
     from nashc.imported import accuracy
-    from nashc.runtime.data import DatasetMismatch
-    from nashc.training import prepare_data
 
-    program = state.program
-    assert program is not None and program.file.train is not None
-    try:
-        data = prepare_data(program, state.seed)
-    except DatasetMismatch as err:
-        state.notes.append(f"train section skipped: {err}; accuracies are not reported")
-        return
     base = accuracy(state.graph.base(), data.val)
     todo = [c for c in state.finalists if c.error is None]
     for n, cand in enumerate(todo):

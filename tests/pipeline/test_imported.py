@@ -83,9 +83,8 @@ def test_graph_candidates_apply_the_choices(tmp_path):
     assert works["fc1"].op == "shift" and works["fc1"].max_lanes == 16 * 32
     assert works["head"].max_lanes == 32 * 10
     gs.set_batch(np.random.default_rng(0).integers(0, 256, (8, 1, 8, 8)))
-    assert gs.score(gs.base()) == (pytest.approx(1.0), 1.0)
-    cos, _ = gs.score(model)
-    assert 0 < cos < 1
+    assert gs.score(gs.base()) == pytest.approx(1.0)  # all 8 agree, cosine 1
+    assert 0 < gs.score(model) < 1
 
 
 def test_layers_missing_from_the_graph_are_named(tmp_path):
