@@ -617,11 +617,8 @@ class SliceChannels(Transformation):
             if len(arr) < an.sizes[r]:
                 _check_sliceable(an, r, node)
                 kept[r] = arr
-        records = _slice_records(model, an, kept, rank="given", multiplier=None)
-        _compensated(records, _apply_slices(model, an, kept, self.activations,
-                                            self.compensate))
-        if records:
-            record_metadata(model, META_KEY, records)
+        _slice_and_record(model, an, kept, {"rank": "given"}, self.activations,
+                          self.compensate)
         return model, False
 
 
@@ -631,24 +628,21 @@ def _check_mode(mode: str) -> str:
     return mode
 
 
-def _compensated(records: list[dict[str, Any]], comp: list[dict[str, Any]]) -> None:
-    by_reader = {c["reader"]: c for c in comp}
-    for rec in records:
-        rec["compensated"] = [by_reader[r] for r in rec["readers"] if r in by_reader]
-
-
-def _slice_records(model: ModelWrapper, an: _Analysis, kept: dict[int, np.ndarray],
-                   rank: str, multiplier: float | None) -> list[dict[str, Any]]:
+def _slice_and_record(model: ModelWrapper, an: _Analysis, kept: dict[int, np.ndarray],
+                      how: dict[str, Any], acts: dict[str, np.ndarray] | None,
+                      mode: str) -> None:
+    """Slices the groups in ``kept`` (`_apply_slices`) and records each in the metadata:
+    its layers and readers, the channel counts, the kept indices, ``how`` they were
+    chosen and the compensated readers."""
     groups = an.root_groups()
-    out = []
-    for r, idx in kept.items():
-        rec: dict[str, Any] = {"layers": groups[r].producers, "readers": groups[r].readers,
-                               "from_channels": an.sizes[r], "to_channels": len(idx),
-                               "kept": [int(i) for i in idx], "rank": rank}
-        if multiplier is not None:
-            rec["multiplier"] = multiplier
-        out.append(rec)
-    return out
+    records = [{"layers": groups[r].producers, "readers": groups[r].readers,
+                "from_channels": an.sizes[r], "to_channels": len(idx),
+                "kept": [int(i) for i in idx], **how} for r, idx in kept.items()]
+    comp = {c["reader"]: c for c in _apply_slices(model, an, kept, acts, mode)}
+    for rec in records:
+        rec["compensated"] = [comp[r] for r in rec["readers"] if r in comp]
+    if records:
+        record_metadata(model, META_KEY, records)
 
 
 class SetChannelWidth(Transformation):
@@ -695,9 +689,6 @@ class SetChannelWidth(Transformation):
             order = _rank_channels(model, [nodes[p] for p in groups[r].producers], now,
                                    self.rank)
             kept[r] = np.sort(order[:target])
-        records = _slice_records(model, an, kept, self.rank, self.multiplier)
-        _compensated(records, _apply_slices(model, an, kept, self.activations,
-                                            self.compensate))
-        if records:
-            record_metadata(model, META_KEY, records)
+        _slice_and_record(model, an, kept, {"rank": self.rank, "multiplier": self.multiplier},
+                          self.activations, self.compensate)
         return model, False
