@@ -60,12 +60,13 @@ def check(file: Path) -> None:
         known = ["u250", "u200", "u280", "u50", "u55c", "pynq-z1", "pynq-z2", "ultra96",
                  "zcu102", "zcu104", "kv260_som"]
     program = load(file, targets=known)
-    if program.network.source is not None and program.choices:
+    loaded_space = program.network.source is not None and bool(program.choices)
+    if loaded_space:
         from nashc.imported import GraphSearch
 
         GraphSearch.load(program)  # every space option applied to the graph once
     print_summary(program)
-    if program.network.source is not None and program.choices:
+    if loaded_space:
         click.echo("every option of the space applies to the loaded graph")
 
 
@@ -313,7 +314,6 @@ def rewrite(model: Path, output: Path | None, widths: tuple[str, ...], wbits: tu
     section. Order: widths, weight bits, activation bits, operators. The rewritten graph
     must pass the level-2 golden check (QONNX vs onnxruntime) before it is written."""
     import os
-    import tempfile
 
     import onnx
     from rich.console import Console
@@ -369,17 +369,12 @@ def rewrite(model: Path, output: Path | None, widths: tuple[str, ...], wbits: tu
         sys.exit(1)
     out = output or model.with_name(f"{model.stem}_rewritten.onnx")
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # same directory: atomic rename
     try:
-        onnx.save_model(after_model.model, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        onnx.save_model(after_model.model, str(tmp))
         os.replace(tmp, out)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
     console.print(f"wrote {out}")
 
 
