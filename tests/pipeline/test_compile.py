@@ -8,41 +8,17 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers.nash import tiny_fc
 
 from nashc.cli import cli
 from nashc.report import strip_timings
 
 pytestmark = pytest.mark.finn
 
-SMALL = """
-network tiny {
-  input 1x8x8 uint8
-  weights int4
-  activations uint4
-  fc fc0 out 16
-  fc head out 10 weights int8
-}
-space {
-  wbits fc0 in {2, 4}
-  abits fc0 in {2, 4}
-  fix head
-}
-hardware {
-  target u250
-  clock 200 MHz
-  budget lut %s, bram 1%%, uram 0, dsp 1%%
-}
-search {
-  strategy random samples 4
-  keep pareto 4
-  seed 0
-}
-"""
-
 
 def _write(tmp_path: Path, lut: str = "1%") -> Path:
     path = tmp_path / "tiny.nash"
-    path.write_text(SMALL % lut)
+    path.write_text(tiny_fc(lut))
     return path
 
 

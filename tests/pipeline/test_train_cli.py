@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers.nash import tiny_fc
 
 from nashc.cli import cli
 from nashc.dsl import load
@@ -231,38 +232,11 @@ def test_examples_resnet8_cifar_would_skip_training() -> None:
         prepare_data(prog, seed=0)
 
 
-SMALL = """
-network tiny {
-  input 1x8x8 uint8
-  weights int4
-  activations uint4
-  fc fc0 out 16
-  fc head out 10 weights int8
-}
-space {
-  wbits fc0 in {2, 4}
-  abits fc0 in {2, 4}
-  fix head
-}
-hardware {
-  target u250
-  clock 200 MHz
-  budget lut 1%, bram 1%, uram 0, dsp 1%
-}
-search {
-  strategy random samples 4
-  keep pareto 4
-  seed 0
-}
-train { dataset digits; epochs 1; batch 64; lr 0.01 }
-"""
-
-
 @pytest.mark.finn
 def test_compile_with_train_section_reports_measured_accuracy(tmp_path: Path) -> None:
     from nashc.pipeline import CompileOptions, compile_file
 
-    src = _write(tmp_path, SMALL, "tiny.nash")
+    src = _write(tmp_path, tiny_fc(train=True), "tiny.nash")
     out, report = compile_file(src, CompileOptions(output=tmp_path / "out", jobs=1,
                                                    survivors=3, progress=False))
     assert report["pareto"]

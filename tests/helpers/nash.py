@@ -1,0 +1,39 @@
+"""Small `.nash` sources shared by the pipeline tests."""
+
+from __future__ import annotations
+
+__all__ = ["tiny_fc"]
+
+_TINY_FC = """
+network tiny {
+  input 1x8x8 uint8
+  weights int4
+  activations uint4
+  fc fc0 out 16
+  fc head out 10 weights int8
+}
+space {
+  wbits fc0 in {2, 4}
+  abits fc0 in {2, 4}
+  fix head
+}
+hardware {
+  target u250
+  clock 200 MHz
+  budget lut LUT, bram 1%, uram 0, dsp 1%
+}
+search {
+  strategy random samples 4
+  keep pareto 4
+  seed 0
+}
+"""
+
+
+def tiny_fc(lut: str = "1%", train: bool = False) -> str:
+    """A 16-unit fc network on 8x8 inputs with a 16-point space and a small u250 budget
+    (``lut``: its LUT share or count); ``train`` adds a 1-epoch digits train section."""
+    text = _TINY_FC.replace("lut LUT", f"lut {lut}")
+    if train:
+        text += "train { dataset digits; epochs 1; batch 64; lr 0.01 }\n"
+    return text
