@@ -239,70 +239,53 @@ def test_tfc_hybrid_level3(tfc_onnx, kind):
     _corrupt_and_fail(model, lowered, op)
 
 
-def test_fc_only_network_with_a_hybrid_hidden_layer_lowers():
-    """A hybrid fc layer must not trigger the conv layout pass (it stranded a Transpose
-    in front of the first MVAU of fc networks)."""
+def _lower_declared(source: str, choices: dict, tmp_path):  # type: ignore[no-untyped-def]
+    """Builds the network of a `.nash` source with `choices` (seed 0, BatchNorm
+    calibrated on random 8-bit images), exports it and lowers it for a u250 at 200 MHz:
+    (QONNX model, lowered model)."""
     import torch
 
     from nashc.dsl import parse
     from nashc.dsl.check import check_program
-    from nashc.runtime.build import (
-        LayerChoice,
-        build_module,
-        calibrate_batchnorm,
-        export_qonnx_model,
-    )
+    from nashc.runtime.build import build_module, calibrate_batchnorm, export_qonnx_model
     from nashc.targets.boards import get_board
-    from nashc.targets.hybrid_lowering import hybrid_extra_steps, verify_dataflow
+    from nashc.targets.hybrid_lowering import hybrid_extra_steps
     from nashc.targets.lower import lower_to_hw
 
-    program = check_program(parse(
-        "network t {\n input 1x8x8 uint8\n weights int4\n activations uint4\n"
-        " fc fc0 out 16\n fc fc1 out 16\n fc head out 10 weights int8\n}\n", "t.nash"))
+    net = check_program(parse(source, "t.nash")).network
     torch.manual_seed(0)
-    module = build_module(program.network, {"fc1": LayerChoice(op="shift")})
-    calibrate_batchnorm(module, torch.randint(0, 256, (16, 1, 8, 8)).float())
-    import tempfile
-    from pathlib import Path
+    module = build_module(net, choices)
+    calibrate_batchnorm(module, torch.randint(0, 256, (16, *net.input_shape)).float())
+    model = export_qonnx_model(module, net, tmp_path / "t.onnx")
+    return model, lower_to_hw(model, get_board("u250"), 200.0, hybrid_extra_steps())
 
-    with tempfile.TemporaryDirectory() as tmp:
-        model = export_qonnx_model(module, program.network, Path(tmp) / "t.onnx")
-    lowered = lower_to_hw(model, get_board("u250"), 200.0, hybrid_extra_steps())
+
+def test_fc_only_network_with_a_hybrid_hidden_layer_lowers(tmp_path):
+    """A hybrid fc layer must not trigger the conv layout pass (it stranded a Transpose
+    in front of the first MVAU of fc networks)."""
+    from nashc.runtime.build import LayerChoice
+    from nashc.targets.hybrid_lowering import verify_dataflow
+
+    model, lowered = _lower_declared(
+        "network t {\n input 1x8x8 uint8\n weights int4\n activations uint4\n"
+        " fc fc0 out 16\n fc fc1 out 16\n fc head out 10 weights int8\n}\n",
+        {"fc1": LayerChoice(op="shift")}, tmp_path)
     assert "ShiftMVAU_hls" in {n.op_type for n in lowered.dataflow.graph.node}
     _, ok = verify_dataflow(model, lowered, 0)
     assert ok
 
 
-def test_conv_to_fc_flatten_is_absorbed_into_a_hybrid_fc_unit():
+def test_conv_to_fc_flatten_is_absorbed_into_a_hybrid_fc_unit(tmp_path):
     """FINN folds the NHWC Transpose + Flatten before the first fc layer into its weights
     only for op types starting with MVAU; nashc's units must get the same treatment."""
-    import tempfile
-    from pathlib import Path
+    from nashc.runtime.build import LayerChoice
+    from nashc.targets.hybrid_lowering import verify_dataflow
 
-    import torch
-
-    from nashc.dsl import parse
-    from nashc.dsl.check import check_program
-    from nashc.runtime.build import (
-        LayerChoice,
-        build_module,
-        calibrate_batchnorm,
-        export_qonnx_model,
-    )
-    from nashc.targets.boards import get_board
-    from nashc.targets.hybrid_lowering import hybrid_extra_steps, verify_dataflow
-    from nashc.targets.lower import lower_to_hw
-
-    program = check_program(parse(
+    model, lowered = _lower_declared(
         "network c {\n input 1x8x8 uint8\n weights int4\n activations uint4\n"
         " conv c0 out 8 kernel 3 pad 0\n conv c1 out 8 kernel 3 pad 0\n"
-        " fc fc0 out 16\n fc head out 10 weights int8\n}\n", "c.nash"))
-    torch.manual_seed(0)
-    module = build_module(program.network, {"fc0": LayerChoice(op="adder")})
-    calibrate_batchnorm(module, torch.randint(0, 256, (16, 1, 8, 8)).float())
-    with tempfile.TemporaryDirectory() as tmp:
-        model = export_qonnx_model(module, program.network, Path(tmp) / "c.onnx")
-    lowered = lower_to_hw(model, get_board("u250"), 200.0, hybrid_extra_steps())
+        " fc fc0 out 16\n fc head out 10 weights int8\n}\n",
+        {"fc0": LayerChoice(op="adder")}, tmp_path)
     ops = {n.op_type for n in lowered.dataflow.graph.node}
     assert "AdderMVAU_hls" in ops and not any(o.startswith("Shuffle") for o in ops)
     _, ok = verify_dataflow(model, lowered, 0)
