@@ -66,7 +66,7 @@ def _programs(tmp: Path, epochs: int) -> list[tuple[str, Any]]:
 
 def _weight_bits(model: Any) -> float:
     from nashc.passes.choices import layer_summary
-    from nashc.passes.hybrid import weight_values
+    from nashc.passes.graph import weight_values
 
     summary = layer_summary(model)
     total = 0.0

@@ -78,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.disable(logging.WARNING)  # FINN's SetFolding warns at every probe
 
-    from nashc.passes.folding import SetFoldingWithinBudget, coarse_to_fine, enumerate_units
-    from nashc.passes.folding_exact import solve_exact
     from nashc.targets.boards import get_board
+    from nashc.targets.folding import SetFoldingWithinBudget, coarse_to_fine, enumerate_units
+    from nashc.targets.folding_exact import solve_exact
     from nashc.targets.hybrid_lowering import hybrid_extra_steps
     from nashc.targets.lower import lower_to_hw
 

@@ -263,8 +263,9 @@ def verify(model: Path, json_out: Path | None, target: str, no_finn: bool, seed:
     result = compare_levels(qmodel, seed=seed)
     if not no_finn:
         from nashc.targets.boards import get_board
-        from nashc.targets.hybrid_lowering import hybrid_extra_steps, verify_dataflow
+        from nashc.targets.hybrid_lowering import hybrid_extra_steps
         from nashc.targets.lower import lower_to_hw
+        from nashc.targets.verify import verify_dataflow
 
         board = get_board(target)
         lowered = lower_to_hw(load_model(model), board, board.default_clock_mhz,

@@ -47,7 +47,7 @@ def choice_rules(choice: dict[tuple[str, str], Any]) -> list[tuple[str, str, Any
 
 
 def _input_bits(model: ModelWrapper, tensor: str) -> int:
-    from nashc.passes.hybrid import PASS_THROUGH, quant_bits
+    from nashc.passes.graph import PASS_THROUGH, quant_bits
 
     for _ in range(16):
         prod = model.find_producer(tensor)
@@ -73,7 +73,7 @@ def _input_bits(model: ModelWrapper, tensor: str) -> int:
 def graph_layer_work(model: ModelWrapper) -> list[LayerWork]:
     """MACs per frame and lane limits of every compute layer of a QONNX graph."""
     from nashc.passes.choices import layer_summary
-    from nashc.passes.hybrid import weight_values
+    from nashc.passes.graph import weight_values
     from nashc.passes.width import LAYER_OPS
 
     summary = layer_summary(model)
@@ -146,7 +146,7 @@ class GraphSearch:
         """Applies every option of every choice alone to the loaded graph, so a choice the
         graph cannot take (e.g. activation bits of a layer no quantizer follows) is an
         error before the search, naming the layer and the option."""
-        from nashc.passes.hybrid import PassError
+        from nashc.passes.graph import PassError
 
         for (layer, dim), options in program.choices.items():
             for value in options:

@@ -488,7 +488,7 @@ def _accelerator(state: CompileState) -> str:
 def _folding(state: CompileState, accelerator: str) -> Any:
     """The folding transformation for `accelerator` inside the budget; its `result` says
     whether the folding fits."""
-    from nashc.passes.folding import SearchFolding, SetFoldingWithinBudget
+    from nashc.targets.folding import SearchFolding, SetFoldingWithinBudget
 
     if accelerator == "finn_setfolding":
         return SetFoldingWithinBudget(state.budget, state.board.part, state.clock_mhz)
@@ -676,7 +676,7 @@ def step_verify(state: CompileState) -> None:
     result = compare_levels(model, module, seed=state.seed)
     golden = result.to_json()
     try:
-        from nashc.targets.hybrid_lowering import verify_dataflow
+        from nashc.targets.verify import verify_dataflow
     except ImportError:
         verify_dataflow = None
     if verify_dataflow is not None:

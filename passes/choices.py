@@ -19,13 +19,12 @@ from typing import Any
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
 
+from nashc.passes.graph import PassError, select_nodes
 from nashc.passes.hybrid import (
     ConvertConvToAdder,
     ConvertConvToShift,
     ConvertGemmToAdder,
     ConvertGemmToShift,
-    PassError,
-    select_nodes,
 )
 from nashc.passes.quant import SetActivationBits, SetWeightBits
 from nashc.passes.width import SetChannelWidth
@@ -132,7 +131,7 @@ class ApplyChoices(Transformation):
 
 def layer_summary(model: ModelWrapper) -> dict[str, tuple[str, int, int | None]]:
     """Layer name -> (op type, output channels, weight bits) for the graph's layers."""
-    from nashc.passes.hybrid import quant_bits, weight_values
+    from nashc.passes.graph import quant_bits, weight_values
     from nashc.passes.width import LAYER_OPS, _out_axis
 
     out: dict[str, tuple[str, int, int | None]] = {}

@@ -18,12 +18,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.general.quant import max_int
 from qonnx.transformation.base import Transformation
 
-from nashc.passes.hybrid import (
-    PassError,
-    input_grid_scale,
-    record_metadata,
-    select_nodes,
-)
+from nashc.passes.graph import PassError, input_grid_scale, record_metadata, select_nodes
 from nashc.runtime.load import COMPUTE_OP_TYPES
 from nashc.runtime.ops import DOMAIN, to_adder_weights, to_shift_weights
 

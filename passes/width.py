@@ -66,7 +66,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
 from qonnx.transformation.general import SortGraph
 
-from nashc.passes.hybrid import (
+from nashc.passes.graph import (
     QUANT_DOMAINS,
     PassError,
     record_metadata,

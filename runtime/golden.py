@@ -11,10 +11,8 @@ Level 2 must be bit-exact (``max_abs_diff == 0``). Level 1 allows float rounding
 kernels accumulate in different orders. Further levels (FINN) append to ``LEVELS``.
 
 QONNX ``Quant``, ``BipolarQuant`` and ``MultiThreshold`` have no onnxruntime kernel; for
-onnxruntime they are rewritten to standard ops (``LowerQonnxQuantToONNX``) that compute
-exactly what qonnx's numpy code computes (Div, Add, Max/Min clipping, Round half-to-even
-as ``np.round``, Sub, Mul). qonnx's ``QuantToQCDQ`` is not used: it only handles 2..8-bit
-Quant with per-tensor/1D scales and no BipolarQuant.
+onnxruntime they are rewritten to standard ops by ``nashc.runtime.lowering``
+(``LowerQonnxQuantToONNX``).
 """
 
 from __future__ import annotations
@@ -27,20 +25,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from onnx import NodeProto, helper
+from onnx import helper
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
-from qonnx.transformation.base import Transformation
 from qonnx.transformation.infer_shapes import InferShapes
 
 from nashc.dsl.errors import NashcError
-from nashc.runtime.lowering import LowerHybridOpsToONNX
+from nashc.runtime.lowering import LowerHybridOpsToONNX, LowerQonnxQuantToONNX
 
 __all__ = [
     "LevelResult",
     "VerifyResult",
     "GoldenError",
-    "LowerQonnxQuantToONNX",
     "to_standard_onnx",
     "run_qonnx",
     "run_onnxruntime",
@@ -53,7 +49,6 @@ __all__ = [
 ]
 
 LEVEL1_RTOL = 1e-5
-QONNX_DOMAINS = ("qonnx.custom_op.general", "onnx.brevitas", "finn.custom_op.general")
 
 
 class GoldenError(NashcError):
@@ -80,187 +75,6 @@ class VerifyResult:
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2)
-
-
-# -- QONNX quantizers -> standard ONNX -------------------------------------------------
-
-
-def _is_qonnx(node: NodeProto) -> bool:
-    return node.domain in QONNX_DOMAINS
-
-
-class LowerQonnxQuantToONNX(Transformation):
-    """Replaces QONNX Quant, BipolarQuant and MultiThreshold nodes with standard ONNX ops."""
-
-    def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
-        graph = model.graph
-        opset = next((o.version for o in model.model.opset_import if o.domain in ("", "ai.onnx")),
-                     13)
-        for node in list(graph.node):
-            if not _is_qonnx(node):
-                continue
-            if node.op_type == "Quant":
-                new = self._quant(model, node)
-            elif node.op_type == "BipolarQuant":
-                new = self._bipolar(model, node)
-            elif node.op_type == "MultiThreshold":
-                new = self._multithreshold(model, node, opset)
-            elif node.op_type == "Trunc" and len(node.input) == 6:
-                new = self._trunc(model, node)
-            else:
-                raise GoldenError(f"node {node.name!r} ({node.op_type}): no standard-ONNX "
-                                  "lowering for onnxruntime")
-            pos = list(graph.node).index(node)
-            graph.node.remove(node)
-            for k, n in enumerate(new):
-                graph.node.insert(pos + k, n)
-        return model, False
-
-    @staticmethod
-    def _c(model: ModelWrapper, value: Any) -> str:
-        name = model.make_new_valueinfo_name()
-        model.set_initializer(name, np.asarray(value, dtype=np.float32))
-        return name
-
-    def _quant(self, model: ModelWrapper, node: NodeProto) -> list[NodeProto]:
-        from qonnx.custom_op.general.quant import max_int, min_int
-
-        x, scale, zeropt, bw = node.input
-        a = {at.name: helper.get_attribute_value(at) for at in node.attribute}
-        signed, narrow = int(a.get("signed", 1)), int(a.get("narrow", 0))
-        mode = a.get("rounding_mode", b"ROUND")
-        mode = (mode.decode() if isinstance(mode, bytes) else str(mode)).upper()
-        bits = model.get_initializer(bw)
-        if bits is None:
-            raise GoldenError(f"node {node.name!r} (Quant): bit width must be an initializer")
-        bits = float(np.asarray(bits))
-        nm = node.name or node.output[0]
-        t = [model.make_new_valueinfo_name() for _ in range(8)]
-        nodes = [helper.make_node("Div", [x, scale], [t[0]], name=nm + "_div"),
-                 helper.make_node("Add", [t[0], zeropt], [t[1]], name=nm + "_addz")]
-        if bits == 1 and signed:
-            one, mone, zero = self._c(model, 1.0), self._c(model, -1.0), self._c(model, 0.0)
-            nodes += [helper.make_node("GreaterOrEqual", [t[1], zero], [t[2]], name=nm + "_ge"),
-                      helper.make_node("Where", [t[2], one, mone], [t[4]], name=nm + "_sign")]
-        else:
-            lo = float(min_int(signed, narrow, bits))
-            hi = float(max_int(signed, narrow, bits))
-            nodes += [
-                helper.make_node("Min", [t[1], self._c(model, hi)], [t[2]], name=nm + "_min"),
-                helper.make_node("Max", [t[2], self._c(model, lo)], [t[3]], name=nm + "_max"),
-            ]
-            nodes += self._round(model, t[3], t[4], mode, nm)
-        nodes += [helper.make_node("Sub", [t[4], zeropt], [t[5]], name=nm + "_subz"),
-                  helper.make_node("Mul", [t[5], scale], [node.output[0]], name=nm)]
-        return nodes
-
-    def _trunc(self, model: ModelWrapper, node: NodeProto) -> list[NodeProto]:
-        """QONNX Trunc (v2, as Brevitas' TruncAvgPool exports it), step by step as
-        `qonnx.custom_op.general.trunc.trunc_v2` computes it."""
-        from qonnx.custom_op.general.quant import max_int, min_int
-
-        x, scale, zeropt, _in_bw, out_scale, out_bw = node.input
-        consts = [model.get_initializer(t) for t in (scale, zeropt, out_scale, out_bw)]
-        if any(c is None for c in consts):
-            raise GoldenError(f"node {node.name!r} (Trunc): scales, zero-point and bit widths "
-                              "must be initializers")
-        sc, zp, osc, obw = (np.asarray(c, dtype=np.float32) for c in consts)
-        a = {at.name: helper.get_attribute_value(at) for at in node.attribute}
-        signed, narrow = int(a.get("signed", 1)), int(a.get("narrow", 0))
-        mode = a.get("rounding_mode", b"FLOOR")
-        mode = (mode.decode() if isinstance(mode, bytes) else str(mode)).upper()
-        trunc_scale = np.float32(2.0 ** np.round(np.log2(osc / sc)))
-        lo = float(min_int(signed, narrow, float(obw)))
-        hi = float(max_int(signed, narrow, float(obw)))
-        nm = node.name or node.output[0]
-        t = [model.make_new_valueinfo_name() for _ in range(8)]
-        nodes = [
-            helper.make_node("Div", [x, scale], [t[0]], name=nm + "_div"),
-            helper.make_node("Add", [t[0], zeropt], [t[1]], name=nm + "_addz"),
-            helper.make_node("Round", [t[1]], [t[2]], name=nm + "_round_in"),
-            helper.make_node("Div", [t[2], self._c(model, trunc_scale)], [t[3]],
-                             name=nm + "_shift"),
-            helper.make_node("Min", [t[3], self._c(model, hi)], [t[4]], name=nm + "_min"),
-            helper.make_node("Max", [t[4], self._c(model, lo)], [t[5]], name=nm + "_max"),
-        ]
-        nodes += self._round(model, t[5], t[6], mode, nm)
-        nodes += [
-            helper.make_node("Sub", [t[6], self._c(model, zp / trunc_scale)], [t[7]],
-                             name=nm + "_subz"),
-            helper.make_node("Mul", [t[7], out_scale], [node.output[0]], name=nm),
-        ]
-        return nodes
-
-    def _round(self, model: ModelWrapper, x: str, out: str, mode: str,
-               nm: str) -> list[NodeProto]:
-        if mode in ("ROUND", "HALF_EVEN"):
-            return [helper.make_node("Round", [x], [out], name=nm + "_round")]
-        if mode in ("FLOOR", "CEIL"):
-            return [helper.make_node(mode.capitalize(), [x], [out], name=nm + "_round")]
-        # sign(x) * f(|x|) forms, as qonnx's resolve_rounding_mode
-        t = [model.make_new_valueinfo_name() for _ in range(4)]
-        nodes = [helper.make_node("Sign", [x], [t[0]], name=nm + "_sign"),
-                 helper.make_node("Abs", [x], [t[1]], name=nm + "_abs")]
-        if mode == "UP":
-            nodes.append(helper.make_node("Ceil", [t[1]], [t[3]], name=nm + "_f"))
-        elif mode == "DOWN":
-            nodes.append(helper.make_node("Floor", [t[1]], [t[3]], name=nm + "_f"))
-        elif mode in ("HALF_UP", "HALF_DOWN"):
-            op = "Add" if mode == "HALF_UP" else "Sub"
-            fn = "Floor" if mode == "HALF_UP" else "Ceil"
-            nodes += [helper.make_node(op, [t[1], self._c(model, 0.5)], [t[2]], name=nm + "_h"),
-                      helper.make_node(fn, [t[2]], [t[3]], name=nm + "_f")]
-        else:
-            raise GoldenError(f"node {nm!r} (Quant): unknown rounding_mode {mode!r}")
-        nodes.append(helper.make_node("Mul", [t[0], t[3]], [out], name=nm + "_round"))
-        return nodes
-
-    def _bipolar(self, model: ModelWrapper, node: NodeProto) -> list[NodeProto]:
-        x, scale = node.input[0], node.input[1]
-        nm = node.name or node.output[0]
-        t = [model.make_new_valueinfo_name() for _ in range(2)]
-        return [
-            helper.make_node("GreaterOrEqual", [x, self._c(model, 0.0)], [t[0]], name=nm + "_ge"),
-            helper.make_node("Where", [t[0], self._c(model, 1.0), self._c(model, -1.0)], [t[1]],
-                             name=nm + "_sign"),
-            helper.make_node("Mul", [t[1], scale], [node.output[0]], name=nm),
-        ]
-
-    def _multithreshold(self, model: ModelWrapper, node: NodeProto,
-                        opset: int) -> list[NodeProto]:
-        # y = out_scale * #{t : x >= thr[c, t]} + out_bias, NCHW or channels-last
-        a = {at.name: helper.get_attribute_value(at) for at in node.attribute}
-        layout = a.get("data_layout", b"NCHW")
-        layout = layout.decode() if isinstance(layout, bytes) else str(layout)
-        thr = model.get_initializer(node.input[1])
-        ishape = model.get_tensor_shape(node.input[0])
-        if thr is None or ishape is None:
-            raise GoldenError(f"node {node.name!r} (MultiThreshold): needs constant thresholds "
-                              "and a known input shape")
-        nm = node.name or node.output[0]
-        rank = len(ishape)
-        c_axis = rank - 1 if layout.upper() in ("NHWC", "NWC", "NC") else 1
-        # thresholds (C or 1, T) -> broadcastable over x with a trailing T axis
-        tshape = [1] * rank + [thr.shape[1]]
-        tshape[c_axis] = thr.shape[0]
-        thr_b = thr.astype(np.float32).reshape(tshape)
-        axes = model.make_new_valueinfo_name()
-        model.set_initializer(axes, np.array([-1], dtype=np.int64))
-        t = [model.make_new_valueinfo_name() for _ in range(5)]
-        nodes = [
-            helper.make_node("Unsqueeze", [node.input[0], axes], [t[0]], name=nm + "_unsq"),
-            helper.make_node("GreaterOrEqual", [t[0], self._c(model, thr_b)], [t[1]],
-                             name=nm + "_ge"),
-            helper.make_node("Cast", [t[1]], [t[2]], to=1, name=nm + "_cast"),
-            helper.make_node("ReduceSum", [t[2], axes], [t[3]], keepdims=0, name=nm + "_sum"),
-            helper.make_node("Mul", [t[3], self._c(model, float(a.get("out_scale", 1.0)))],
-                             [t[4]], name=nm + "_scale"),
-            helper.make_node("Add", [t[4], self._c(model, float(a.get("out_bias", 0.0)))],
-                             [node.output[0]], name=nm),
-        ]
-        if opset < 13:
-            raise GoldenError(f"node {node.name!r} (MultiThreshold): needs ONNX opset >= 13")
-        return nodes
 
 
 def load_model(path: str | Path) -> ModelWrapper:

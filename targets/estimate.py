@@ -57,9 +57,9 @@ def apply_folding_setfolding(model: ModelWrapper, target_fps: float, clock_mhz: 
                              mvau_wwidth_max: int = 36,
                              two_pass_relaxation: bool = True) -> ModelWrapper:
     """Sets PE/SIMD with FINN's `SetFolding` for `target_fps` (FINN's builder defaults),
-    nashc's shift/adder units folded as the MVAUs they are (`passes.folding.finn_setfolding`)."""
+    nashc's shift/adder units folded as the MVAUs they are (`targets.folding.finn_setfolding`)."""
     from nashc.dsl.errors import NashcError
-    from nashc.passes.folding import finn_setfolding
+    from nashc.targets.folding import finn_setfolding
 
     if target_fps <= 0:
         raise NashcError(f"target fps must be positive, got {target_fps}")

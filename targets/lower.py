@@ -316,7 +316,7 @@ def remove_cnv_to_fc_flatten(model: ModelWrapper) -> ModelWrapper:
     codes and adder weights alike)."""
     from finn.transformation.move_reshape import RemoveCNVtoFCFlatten
 
-    from nashc.passes.folding import restore_op_types, show_as_finn_mvau
+    from nashc.targets.folding import restore_op_types, show_as_finn_mvau
 
     show_as_finn_mvau(model)
     model = model.transform(RemoveCNVtoFCFlatten())

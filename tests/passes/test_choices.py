@@ -12,7 +12,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from nashc.cli import cli
 from nashc.passes.choices import ApplyChoices, layer_summary, parse_rule
-from nashc.passes.hybrid import PassError
+from nashc.passes.graph import PassError
 from nashc.runtime.golden import compare_levels
 
 

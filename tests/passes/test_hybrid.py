@@ -15,12 +15,12 @@ from onnx import TensorProto, helper, numpy_helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.basic import qonnx_make_model
 
+from nashc.passes.graph import PassError
 from nashc.passes.hybrid import (
     ConvertConvToAdder,
     ConvertConvToShift,
     ConvertGemmToAdder,
     ConvertGemmToShift,
-    PassError,
 )
 from nashc.runtime.golden import compare_levels, to_standard_onnx
 from nashc.runtime.ops import DOMAIN, is_shift_weights

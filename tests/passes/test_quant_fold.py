@@ -1,4 +1,4 @@
-"""SetWeightBits / SetActivationBits / FoldBatchNormIntoConv / FoldQuantWeights."""
+"""SetWeightBits / SetActivationBits / FoldBatchNormIntoConv / FoldWeightQuantToFloat."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.basic import qonnx_make_model
 
-from nashc.passes.fold import FoldBatchNormIntoConv, FoldQuantWeights
+from nashc.passes.fold_weights import FoldBatchNormIntoConv, FoldWeightQuantToFloat
 from nashc.passes.hybrid import ConvertConvToShift
 from nashc.passes.quant import SetActivationBits, SetWeightBits
 from nashc.runtime.golden import compare_levels, run_onnxruntime, run_qonnx
@@ -100,7 +100,7 @@ def test_fold_quant_then_batchnorm(k):
     m = _net(k=k)
     x = _x(1)
     ref = run_onnxruntime(m, {"x": x})["y"]
-    m, _ = FoldQuantWeights().apply(m)
+    m, _ = FoldWeightQuantToFloat().apply(m)
     assert [n.op_type for n in m.graph.node] == ["Quant", "Conv", "BatchNormalization", "Quant"]
     assert m.get_tensor_datatype("wq") == DataType["SCALEDINT<4>"]
     m, _ = FoldBatchNormIntoConv().apply(m)

@@ -15,12 +15,8 @@ from onnx import TensorProto, helper, numpy_helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.basic import qonnx_make_model
 
-from nashc.passes.hybrid import (
-    ConvertConvToAdder,
-    ConvertConvToShift,
-    ConvertGemmToShift,
-    PassError,
-)
+from nashc.passes.graph import PassError
+from nashc.passes.hybrid import ConvertConvToAdder, ConvertConvToShift, ConvertGemmToShift
 from nashc.passes.width import (
     SetChannelWidth,
     SliceChannels,

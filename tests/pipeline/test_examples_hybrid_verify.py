@@ -20,8 +20,9 @@ from nashc.runtime.build import (
 )
 from nashc.runtime.golden import compare_levels
 from nashc.targets.boards import get_board
-from nashc.targets.hybrid_lowering import hybrid_extra_steps, verify_dataflow
+from nashc.targets.hybrid_lowering import hybrid_extra_steps
 from nashc.targets.lower import lower_to_hw
+from nashc.targets.verify import verify_dataflow
 
 pytestmark = [pytest.mark.slow, pytest.mark.finn]
 

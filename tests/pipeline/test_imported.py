@@ -134,8 +134,9 @@ def test_compensated_graph_passes_level_3(tmp_path):
     from nashc.runtime.build import load_onnx_network
     from nashc.runtime.golden import compare_levels
     from nashc.targets.boards import get_board
-    from nashc.targets.hybrid_lowering import hybrid_extra_steps, verify_dataflow
+    from nashc.targets.hybrid_lowering import hybrid_extra_steps
     from nashc.targets.lower import lower_to_hw
+    from nashc.targets.verify import verify_dataflow
 
     model = load_onnx_network(EXAMPLES / "models" / "tfc_digits_w4a4.onnx")
     batch = np.random.default_rng(0).integers(0, 256, (16, 1, 8, 8)).astype(np.float32)

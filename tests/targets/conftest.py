@@ -76,3 +76,10 @@ def residual_net():  # type: ignore[no-untyped-def]
 def residual_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_brevitas(residual_net(), (1, 3, 8, 8),
                            tmp_path_factory.mktemp("res") / "residual.onnx")
+
+
+@pytest.fixture(name="mvau_chain")
+def mvau_chain_fixture():  # type: ignore[no-untyped-def]
+    from helpers.finn_graphs import mvau_chain
+
+    return mvau_chain

@@ -152,7 +152,7 @@ def test_estimates(kind, ram_style):
 def test_search_folding_on_hybrid_layers():
     from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
 
-    from nashc.passes.folding import SearchFolding
+    from nashc.targets.folding import SearchFolding
 
     m1, _, _ = _node_model("adder", 4, 1, 1, True)
     m2, _, _ = _node_model("shift", 4, 1, 1, True)
@@ -226,7 +226,7 @@ def test_shift_word_bits():
 def test_setfolding_baseline_folds_hybrid_layers_as_mvaus(kind):
     from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
 
-    from nashc.passes.folding import SetFoldingWithinBudget
+    from nashc.targets.folding import SetFoldingWithinBudget
 
     model, _, _ = _node_model(kind, 4, 1, 1, True)
     name = model.graph.node[0].name
@@ -245,7 +245,7 @@ def test_setfolding_baseline_keeps_every_node_name():
     folding back (a plain MVAU after a shift unit used to receive another node's)."""
     from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
 
-    from nashc.passes.folding import SetFoldingWithinBudget
+    from nashc.targets.folding import SetFoldingWithinBudget
 
     model, _, _ = _node_model("shift", 2, 1, 1, True)  # y: UINT2, (1, NV, MH)
     rng = np.random.default_rng(1)
@@ -277,7 +277,7 @@ def test_setfolding_baseline_keeps_every_node_name():
 def test_finn_setfolding_folds_hybrid_units_and_keeps_them(kind):
     """FINN's SetFolding matches op types by name: nashc's units are shown to it as
     MVAU_hls and get their own op type (and names) back afterwards."""
-    from nashc.passes.folding import finn_setfolding
+    from nashc.targets.folding import finn_setfolding
 
     model, _, _ = _node_model(kind, 4, 1, 1, True)
     node = model.graph.node[0]

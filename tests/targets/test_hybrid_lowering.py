@@ -15,8 +15,8 @@ from nashc.targets.hybrid_lowering import (
     MoveScalarMulPastAdderMatMul,
     MoveScalarMulPastShiftMatMul,
     hybrid_extra_steps,
-    verify_dataflow,
 )
+from nashc.targets.verify import verify_dataflow
 
 PART_BOARD = "u250"
 
@@ -264,7 +264,7 @@ def test_fc_only_network_with_a_hybrid_hidden_layer_lowers(tmp_path):
     """A hybrid fc layer must not trigger the conv layout pass (it stranded a Transpose
     in front of the first MVAU of fc networks)."""
     from nashc.runtime.build import LayerChoice
-    from nashc.targets.hybrid_lowering import verify_dataflow
+    from nashc.targets.verify import verify_dataflow
 
     model, lowered = _lower_declared(
         "network t {\n input 1x8x8 uint8\n weights int4\n activations uint4\n"
@@ -279,7 +279,7 @@ def test_conv_to_fc_flatten_is_absorbed_into_a_hybrid_fc_unit(tmp_path):
     """FINN folds the NHWC Transpose + Flatten before the first fc layer into its weights
     only for op types starting with MVAU; nashc's units must get the same treatment."""
     from nashc.runtime.build import LayerChoice
-    from nashc.targets.hybrid_lowering import verify_dataflow
+    from nashc.targets.verify import verify_dataflow
 
     model, lowered = _lower_declared(
         "network c {\n input 1x8x8 uint8\n weights int4\n activations uint4\n"

@@ -9,14 +9,14 @@ import pytest
 from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
 from finn.analysis.fpgadataflow.res_estimation import res_estimation
 
-from nashc.passes.folding import (
+from nashc.targets.folding import (
     RESOURCES,
     SearchFolding,
     SetFoldingWithinBudget,
     coarse_to_fine,
     enumerate_units,
 )
-from nashc.passes.folding_exact import solve_exact
+from nashc.targets.folding_exact import solve_exact
 
 logging.getLogger("finn").setLevel(logging.ERROR)
 U250 = "xcu250-figd2104-2L-e"

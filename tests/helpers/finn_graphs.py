@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from onnx import TensorProto, helper
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.basic import qonnx_make_model
+
+__all__ = ["U250", "mvau_chain"]
 
 U250 = "xcu250-figd2104-2L-e"
 
@@ -45,8 +46,3 @@ def mvau_chain(shapes: list[tuple[int, int]], wbits: int = 4, abits: int = 4,
         model.set_tensor_datatype(name, wdt)
     model.set_tensor_datatype("inp", adt)
     return model
-
-
-@pytest.fixture(name="mvau_chain")
-def mvau_chain_fixture():
-    return mvau_chain

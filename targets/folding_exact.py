@@ -1,6 +1,6 @@
 """The folding problem solved exactly, as an integer program (python-mip with CBC).
 
-Same option tables as `nashc.passes.folding` (FINN's cycle and resource estimates per
+Same option tables as `nashc.targets.folding` (FINN's cycle and resource estimates per
 option), same objective: minimise the initiation interval II subject to the budget; a
 small weight on total latency breaks ties. Used by the benchmarks as the optimum that
 `coarse_to_fine` and FINN's `SetFolding` are measured against, and available as
@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from nashc.passes.folding import RESOURCES, FoldingResult, Unit, evaluate_assignment
+from nashc.targets.folding import RESOURCES, FoldingResult, Unit, evaluate_assignment
 
 __all__ = ["solve_exact"]
 

@@ -4,7 +4,7 @@ initializers.
 What exists elsewhere and is reused or left alone:
 - qonnx ``BatchNormToAffine`` turns BN into Mul/Add (FINN's streamlining then moves
   those into thresholds); it does not fold into weights, hence `FoldBatchNormIntoConv`.
-- qonnx ``FoldConstantsFiltered`` executes constant nodes; `FoldQuantWeights` uses it for
+- qonnx ``FoldConstantsFiltered`` executes constant nodes; `FoldWeightQuantToFloat` uses it for
   weight Quant/BipolarQuant nodes and adds the QONNX datatype annotation it drops.
 - FINN's ``finn.transformation.qonnx.fold_quant_weights.FoldQuantWeights`` (part of
   ``ConvertQONNXtoFINN``) instead stores integer weights and moves the scale behind the
@@ -23,9 +23,9 @@ from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 from qonnx.transformation.fold_constants import FoldConstantsFiltered
 
-from nashc.passes.hybrid import QUANT_DOMAINS, PassError, record_metadata
+from nashc.passes.graph import QUANT_DOMAINS, PassError, record_metadata
 
-__all__ = ["FoldBatchNormIntoConv", "FoldQuantWeights"]
+__all__ = ["FoldBatchNormIntoConv", "FoldWeightQuantToFloat"]
 
 
 def _attrs(node: NodeProto) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def _attrs(node: NodeProto) -> dict[str, Any]:
 class FoldBatchNormIntoConv(Transformation):
     """Replaces Conv/Gemm followed by BatchNormalization with a Conv/Gemm of scaled weights
     and bias. Layers whose weights come from a Quant node are left alone (folding would
-    move the weights off their quantization grid): run `FoldQuantWeights` first to fold
+    move the weights off their quantization grid): run `FoldWeightQuantToFloat` first to fold
     them anyway."""
 
     def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
@@ -100,7 +100,7 @@ def _is_weight_quant(model: ModelWrapper, node: NodeProto) -> bool:
         all(model.get_initializer(i) is not None for i in node.input)
 
 
-class FoldQuantWeights(Transformation):
+class FoldWeightQuantToFloat(Transformation):
     """Replaces weight Quant/BipolarQuant nodes over initializers with their quantized
     values as initializers, annotated with the QONNX datatype (INTb / BIPOLAR for unit
     scale, else SCALEDINT<b> / FLOAT32)."""
@@ -126,5 +126,5 @@ class FoldQuantWeights(Transformation):
         model = model.transform(FoldConstantsFiltered(lambda m, n: _is_weight_quant(m, n)))
         for t, dt in dts.items():
             model.set_tensor_datatype(t, dt)
-        record_metadata(model, "FoldQuantWeights", records)
+        record_metadata(model, "FoldWeightQuantToFloat", records)
         return model, False

@@ -13,7 +13,7 @@ Three searches share one model of the problem:
   `Transformation` usable in any FINN flow in place of `SetFolding`.
 * `SetFoldingWithinBudget`: FINN's own `SetFolding` at the highest target fps whose
   estimate still fits the budget (binary search over the target) — the comparison.
-* `nashc.passes.folding_exact.solve_exact`: the same problem as an integer program
+* `nashc.targets.folding_exact.solve_exact`: the same problem as an integer program
   (python-mip/CBC), for benchmarks.
 
 The objective is FINN's: throughput = clock / (cycles of the slowest layer), so the
@@ -594,7 +594,7 @@ class SearchFolding(Transformation):
         if self.strategy == "coarse_to_fine":
             self.result = coarse_to_fine(self.units, self.budget)
         elif self.strategy == "exact":
-            from nashc.passes.folding_exact import solve_exact
+            from nashc.targets.folding_exact import solve_exact
 
             self.result = solve_exact(self.units, self.budget, time_limit_s=self.time_limit_s)
         else:

@@ -1,0 +1,205 @@
+"""Verification level 3: FINN's parent model with its dataflow partition, executed
+layer by layer in python (nashc's hybrid layers and FINN's own, through their abstract
+classes: finn-plus has no python exec_mode for ``_hls``/``_rtl`` nodes), against the
+level-2 model (QONNX with hybrid custom ops, see `nashc.runtime.golden`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from onnx import helper
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
+
+from nashc.dsl.errors import NashcError
+from nashc.targets import hw_layers
+from nashc.targets.lower import LoweredModel
+
+__all__ = ["execute_dataflow", "verify_dataflow"]
+
+
+def _where(node: Any) -> str:
+    return f"node {node.name!r} ({node.op_type})"
+
+
+
+def _run_node(model: ModelWrapper, node: Any, context: dict[str, np.ndarray]) -> None:
+    """qonnx's single-node execution with the opset version execute_onnx would use."""
+    from qonnx.core.onnx_exec import execute_node
+    from qonnx.util.basic import get_preferred_qonnx_opset
+
+    opsets = {o.domain: o.version for o in model.model.opset_import}
+    version = opsets.get(node.domain, get_preferred_qonnx_opset())
+    execute_node(node, context, model.graph, version)
+
+
+def _abstract_instance(node: Any) -> Any:
+    """The abstract FINN layer (domain finn.custom_op.fpgadataflow) of an HLS/RTL node:
+    FINN 1.6's specialised layers only execute in cppsim/rtlsim; the python execution is
+    the abstract layer's."""
+    op = node.op_type
+    for suffix in ("_hls", "_rtl"):
+        if op.endswith(suffix):
+            op = op[: -len(suffix)]
+    base = helper.make_node(op, list(node.input), list(node.output), name=node.name,
+                            domain=hw_layers.HW_DOMAIN)
+    base.attribute.extend(node.attribute)
+    return getCustomOp(base)
+
+
+def _exec_hw_or_std(model: ModelWrapper, node: Any, context: dict[str, np.ndarray]) -> None:
+    if node.domain.startswith("finn.custom_op.fpgadataflow"):
+        inst = getCustomOp(node) if hw_layers.is_hybrid_hw_node(node) else \
+            _abstract_instance(node)
+        try:
+            inst.execute_node(context, model.graph)
+        except NashcError:
+            raise
+        except Exception as err:
+            raise NashcError(f"level 3: python execution of {_where(node)} failed: "
+                             f"{type(err).__name__}: {err}") from err
+    else:
+        _run_node(model, node, context)
+
+
+def _init_context(model: ModelWrapper, context: dict[str, np.ndarray]) -> None:
+    for init in model.graph.initializer:
+        context.setdefault(init.name, model.get_initializer(init.name))
+    for vi in list(model.graph.value_info) + list(model.graph.output):
+        if vi.name not in context:
+            shape = model.get_tensor_shape(vi.name)
+            if shape is not None:
+                context[vi.name] = np.zeros(shape, dtype=np.float32)
+
+
+def execute_dataflow(model: ModelWrapper, context: dict[str, np.ndarray]) -> None:
+    """Executes a dataflow (child) graph node by node in python, in place on `context`
+    (graph inputs already in it). FINN's HLS/RTL layers run through their abstract
+    layer's python execution, nashc's hybrid layers through their own."""
+    _init_context(model, context)
+    for node in model.graph.node:
+        _exec_hw_or_std(model, node, context)
+
+
+_AFFINE_OPS = ("ElementwiseMul", "ElementwiseAdd", "ElementwiseSub", "Mul", "Add", "Sub")
+
+
+def _base_op(node: Any) -> str:
+    for suffix in ("_hls", "_rtl"):
+        if node.op_type.endswith(suffix):
+            return node.op_type[: -len(suffix)]
+    return node.op_type
+
+
+def _affine_tail(model: ModelWrapper, out: str) -> tuple[str, list[Any]]:
+    """Trailing element-wise Mul/Add/Sub-by-constant nodes ending in `out`: returns the
+    tensor before them and the nodes (in execution order)."""
+    nodes: list[Any] = []
+    t = out
+    while True:
+        p = model.find_producer(t)
+        if p is None or _base_op(p) not in _AFFINE_OPS or len(p.input) != 2:
+            break
+        if model.get_initializer(p.input[1]) is None:
+            break
+        nodes.insert(0, p)
+        t = p.input[0]
+    return t, nodes
+
+
+class _Level3Run:
+    """One execution of FINN's parent graph (dataflow partition executed in python)."""
+
+    def __init__(self, lowered: LoweredModel, inputs: dict[str, np.ndarray]) -> None:
+        parent, child = lowered.parent, lowered.dataflow
+        self.lowered = lowered
+        self.pctx: dict[str, np.ndarray] = {}
+        _init_context(parent, self.pctx)
+        pin = [i.name for i in parent.graph.input if parent.get_initializer(i.name) is None]
+        if len(pin) != len(inputs):
+            raise NashcError(f"level 3: the lowered graph has {len(pin)} inputs, the "
+                             f"level-2 model {len(inputs)}")
+        for name, val in zip(pin, inputs.values()):
+            self.pctx[name] = val
+        sdps = parent.get_nodes_by_op_type("StreamingDataflowPartition")
+        if len(sdps) != 1:
+            raise NashcError(f"level 3: expected one dataflow partition, got {len(sdps)}")
+        self.sdp = sdps[0]
+        self.cctx: dict[str, np.ndarray] = {}
+        self.after: list[Any] = []
+        seen = False
+        for node in parent.graph.node:
+            if node.op_type == "StreamingDataflowPartition":
+                for ci, pi in zip(child.graph.input, node.input):
+                    self.cctx[ci.name] = np.asarray(self.pctx[pi], np.float32).reshape(
+                        child.get_tensor_shape(ci.name))
+                execute_dataflow(child, self.cctx)
+                for co, po in zip(child.graph.output, node.output):
+                    self.pctx[po] = self.cctx[co.name]
+                seen = True
+            else:
+                if seen:
+                    self.after.append(node)
+                _run_node(parent, node, self.pctx)
+        self.output = np.asarray(self.pctx[parent.graph.output[0].name])
+        self.q_name, self.child_tail = _affine_tail(child, child.graph.output[0].name)
+        self.q = np.asarray(self.cctx[self.q_name])
+
+    def tail(self, q: np.ndarray) -> np.ndarray:
+        """The nodes after the integer tensor `q_name` (in the partition and on the host)
+        applied to `q`."""
+        parent, child = self.lowered.parent, self.lowered.dataflow
+        cctx = dict(self.cctx)
+        cctx[self.q_name] = np.asarray(q, np.float32).reshape(self.q.shape)
+        for node in self.child_tail:
+            _exec_hw_or_std(child, node, cctx)
+        pctx = dict(self.pctx)
+        for co, po in zip(child.graph.output, self.sdp.output):
+            pctx[po] = cctx[co.name]
+        for node in self.after:
+            _run_node(parent, node, pctx)
+        return np.asarray(pctx[parent.graph.output[0].name], np.float64)
+
+
+def verify_dataflow(level2_model: ModelWrapper, lowered: LoweredModel,
+                    seed: int = 0) -> tuple[float, bool]:
+    """Level 3: FINN's parent graph (host nodes + dataflow partition executed layer by
+    layer in python, nashc's layers included) vs the level-2 model (qonnx execution of
+    the pre-lowering graph with nashc's custom ops) on seeded random inputs of the input
+    datatype. Returns (max |difference| of the outputs, ok).
+
+    ok means bit-exact on the integers. The last integer tensor q3 of the hardware graph
+    is the input of its trailing element-wise scale/bias nodes (FINN's output ``Mul``,
+    in the partition or on the host); they are an affine map f, so the level-2 output y2
+    is mapped back as ``(y2 - f(0)) / slope`` (slope ``(f(K) - f(-K)) / 2K``, K the
+    largest |q3|), which must round to q3 (well inside 1/4 of a step). Without such a tail y2 must equal the output exactly.
+    """
+    from nashc.runtime.golden import random_inputs, run_qonnx
+
+    inputs = random_inputs(level2_model, seed)
+    y2 = run_qonnx(level2_model, inputs)
+    run = _Level3Run(lowered, inputs)
+    a = np.asarray(y2[level2_model.graph.output[0].name], np.float64)
+    if a.size != run.output.size:
+        raise NashcError(f"level 3: output sizes differ: level 2 {a.shape}, "
+                         f"level 3 {run.output.shape}")
+    b = np.asarray(run.output, np.float64).reshape(a.shape)
+    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+    if not run.child_tail and not run.after:
+        return diff, diff == 0.0
+    q3 = np.asarray(run.q, np.float64)
+    if q3.size != a.size or np.any(q3 != np.round(q3)):
+        return diff, False
+    q3 = q3.reshape(a.shape)
+    f0 = run.tail(np.zeros(q3.shape)).reshape(a.shape)
+    # the slope from +-K (K: the largest |q3|), not from f(1) - f(0): with a bias much
+    # larger than the scale, f(1) - f(0) in float32 keeps few significant digits
+    k = max(1.0, float(np.max(np.abs(q3))))
+    slope = (run.tail(np.full(q3.shape, k)) - run.tail(np.full(q3.shape, -k))).reshape(
+        a.shape) / (2 * k)
+    if np.any(slope == 0) or not np.allclose(f0 + slope * q3, b, rtol=1e-5, atol=1e-7):
+        return diff, False  # the tail is not affine
+    q2 = (a - f0) / slope
+    return diff, bool(np.all(np.abs(q2 - q3) < 0.25))
