@@ -36,7 +36,7 @@ from nashc.dsl.ast import (
     Space,
 )
 from nashc.dsl.errors import NashSourceError
-from nashc.dsl.parser import DTYPE_NAMES, MAX_NESTING
+from nashc.dsl.parser import DTYPE_NAMES, MAX_LAYERS, MAX_NESTING
 
 __all__ = [
     "check_program",
@@ -50,6 +50,12 @@ __all__ = [
     "METRICS",
     "OP_OPTIONS",
     "MAX_LAYERS",
+    "MAX_LAYER_WEIGHTS",
+    "MAX_FEATURE_VALUES",
+    "MAX_BATCH_VALUES",
+    "MIN_CLOCK_MHZ",
+    "MAX_CLOCK_MHZ",
+    "DIGITS_IMAGES",
 ]
 
 DEFAULT_WEIGHTS = DType("int8")
@@ -57,8 +63,21 @@ DEFAULT_ACTIVATIONS = DType("uint8")
 RESOURCES = ("lut", "ff", "bram", "uram", "dsp")
 METRICS = ("zero_shot", "fidelity")
 OP_OPTIONS = ("conv", "shift", "adder")
-MAX_LAYERS = 10_000  # after `repeat` expansion
 MAX_WIDTH = 4.0
+#: Clock range accepted (MHz): FINN's boards run their fabric at 100-300 MHz, none above
+#: 1 GHz; below 1 MHz cycles-per-frame figures lose meaning.
+MIN_CLOCK_MHZ, MAX_CLOCK_MHZ = 1.0, 1000.0
+#: Weights of one layer (the widest candidate of the space): nashc builds every candidate
+#: as a float32 PyTorch module, 2^27 weights are 512 MiB.
+MAX_LAYER_WEIGHTS = 2**27
+#: Values of one feature map (C*H*W of one frame, the widest candidate): the scoring
+#: batch holds `batch` of them as float32.
+MAX_FEATURE_VALUES = 2**24
+#: Values of the zero-shot scoring batch (batch x input C*H*W): 2^28 float32 are 1 GiB.
+MAX_BATCH_VALUES = 2**28
+#: Images of scikit-learn's digits (`sklearn.datasets.load_digits`): 1797 8x8 images.
+DIGITS_IMAGES = 1797
+COMPUTE_KINDS = ("conv", "fc", "block")
 
 Shape = tuple[int, ...]
 
@@ -205,6 +224,9 @@ class _Resolver:
                 if depth >= MAX_NESTING:
                     raise _err(f"'repeat' nested deeper than {MAX_NESTING} levels", stmt.pos)
                 self._positive(stmt, "count", stmt.count)
+                if not stmt.body:
+                    raise _err("empty 'repeat' body", stmt.pos,
+                               "layer statements inside 'repeat N { ... }'")
                 for i in range(stmt.count):
                     shape = self.run(stmt.body, shape, f"{suffix}_{i}", depth + 1)
                 continue
@@ -267,10 +289,69 @@ def resolve_network(net: Network) -> ResolvedNetwork:
                    "a conv, block, pool, fc or repeat statement")
     if _count_layers(net.layers) > MAX_LAYERS:
         raise _err(f"network '{net.name}' expands to more than {MAX_LAYERS} layers", net.pos)
+    input_shape = (spec.channels, spec.height, spec.width)
+    if math.prod(input_shape) > MAX_FEATURE_VALUES:
+        raise _err(f"input {_fmt(input_shape)} has {math.prod(input_shape):,} values per "
+                   f"frame; at most {MAX_FEATURE_VALUES:,}", _vpos(spec, "shape"))
     res = _Resolver(net)
-    res.run(net.layers, (spec.channels, spec.height, spec.width))
-    return ResolvedNetwork(net.name, (spec.channels, spec.height, spec.width), spec.dtype,
-                           tuple(res.layers))
+    res.run(net.layers, input_shape)
+    if not any(layer.kind in COMPUTE_KINDS for layer in res.layers):
+        raise _err(f"network '{net.name}' has no conv, block or fc layer: nothing to map to "
+                   "FINN's MVAU/VVAU layers", _vpos(net, "name"),
+                   "at least one conv, block or fc statement")
+    return ResolvedNetwork(net.name, input_shape, spec.dtype, tuple(res.layers))
+
+
+def _layer_weights(layer: ResolvedLayer) -> int:
+    """Weights of a conv or fc layer (out x in x k x k), 0 for other layers."""
+    if layer.kind == "conv":
+        return layer.out_shape[0] * layer.in_shape[0] * (layer.kernel or 1) ** 2
+    if layer.kind == "fc":
+        return layer.out_shape[0] * math.prod(layer.in_shape)
+    return 0
+
+
+def _check_sizes(net: ResolvedNetwork, choices: dict[tuple[str, str], tuple[Any, ...]]
+                 ) -> None:
+    """Weights per layer and values per feature map of the widest candidate within the
+    limits (`MAX_LAYER_WEIGHTS`, `MAX_FEATURE_VALUES`). The widest width option of the
+    space scales every layer (an upper bound)."""
+    if net.source is not None:
+        return
+    widths = [float(v) for (_, dim), opts in choices.items() if dim == "width" for v in opts]
+    scale = max([1.0, *widths])
+    for layer in net.layers:
+        weights = _layer_weights(layer) * (scale * scale if layer.kind == "conv" else scale)
+        if weights > MAX_LAYER_WEIGHTS:
+            wider = f" with width {scale:g} of the space" if scale > 1 else ""
+            raise _err(f"'{layer.name}' has {weights:,.0f} weights{wider}; at most "
+                       f"{MAX_LAYER_WEIGHTS:,} per layer", layer.pos)
+        values = math.prod(layer.out_shape) * scale
+        if values > MAX_FEATURE_VALUES:
+            wider = f" with width {scale:g} of the space" if scale > 1 else ""
+            raise _err(f"the output of '{layer.name}' ({_fmt(layer.out_shape)}) has "
+                       f"{values:,.0f} values per frame{wider}; at most "
+                       f"{MAX_FEATURE_VALUES:,}", layer.pos)
+
+
+def _check_hybrid_bits(net: ResolvedNetwork, space: Space | None,
+                       choices: dict[tuple[str, str], tuple[Any, ...]]) -> None:
+    """Shift and adder layers have 2- to 8-bit weights (`nashc.runtime.modules`): a
+    1-bit (bipolar) layer offered them is an error at the `op` rule."""
+    if space is None or net.source is not None:
+        return
+    by_name = {layer.name: layer for layer in net.layers}
+    for (name, dim), opts in choices.items():
+        if dim != "op" or not {"shift", "adder"} & set(map(str, opts)):
+            continue
+        layer = by_name[name]
+        if (name, "wbits") in choices or layer.weights is None or layer.weights.bits >= 2:
+            continue
+        rule = next((r for r in reversed(space.rules) if r.dim == "op"
+                     and any(fnmatch.fnmatchcase(name, p) for p in r.selector)), None)
+        raise _err(f"'{name}' has {layer.weights} (1-bit) weights; shift and adder layers "
+                   "need 2 to 8 weight bits", rule.pos if rule is not None else layer.pos,
+                   "'conv' for this layer, or a 'wbits' choice (2..8) for it")
 
 
 def _onnx_shapes(graph: object) -> dict[str, tuple[int, ...]]:
@@ -450,6 +531,11 @@ def compute_choices(space: Space | None, net: ResolvedNetwork
                        "kernel is an untrained layer", rule.pos,
                        "op, width, wbits or abits (declare the network to search kernels)")
         options = _check_options(rule.dim, rule.options, rule.option_pos, rule.pos)
+        if imported and rule.dim == "abits" and 1 in options:
+            i = options.index(1)
+            raise _err("a network loaded with `from` keeps its Quant nodes, which take 2 to 8 "
+                       "bits: abits 1 is not possible", rule.option_pos[i]
+                       if i < len(rule.option_pos) else rule.pos, "a number from 2 to 8")
         if imported and rule.dim == "width" and any(float(o) > 1 for o in options):
             raise _err("a network loaded with `from` can only be narrowed: width options "
                        "must be at most 1", rule.pos, "multipliers such as 0.5 or 1.0")
@@ -504,6 +590,10 @@ def _check_hardware(nf: NashFile, targets: Collection[str] | None) -> None:
                        "one of " + ", ".join(known))
     if hw.clock_mhz is not None and not hw.clock_mhz > 0:
         raise _err("the clock must be positive", _vpos(hw, "clock"), "a positive number")
+    if hw.clock_mhz is not None and not MIN_CLOCK_MHZ <= hw.clock_mhz <= MAX_CLOCK_MHZ:
+        raise _err(f"clock {hw.clock_text} is outside "
+                   f"{MIN_CLOCK_MHZ:g}..{MAX_CLOCK_MHZ:g} MHz", _vpos(hw, "clock"),
+                   "an FPGA fabric clock such as 250 MHz or period 4 ns")
     seen: set[str] = set()
     for item in hw.budget:
         if item.resource not in RESOURCES:
@@ -512,10 +602,10 @@ def _check_hardware(nf: NashFile, targets: Collection[str] | None) -> None:
         if item.resource in seen:
             raise _err(f"budget for '{item.resource}' given twice", item.pos)
         seen.add(item.resource)
-        if item.percent and not 0 < item.value <= 100:
-            raise _err(f"budget {item.resource} {item.value:g}% must be within (0, 100]%",
-                       item.pos, "a percentage above 0 and at most 100")
-        # an absolute 0 is allowed: it forbids the resource (e.g. `uram 0`)
+        # 0 (a count or 0%) is allowed: it forbids the resource (e.g. `uram 0`)
+        if item.percent and not 0 <= item.value <= 100:
+            raise _err(f"budget {item.resource} {item.value:g}% must be within [0, 100]%",
+                       item.pos, "a percentage from 0 (forbids the resource) to 100")
         if not item.percent and (item.value < 0 or not float(item.value).is_integer()):
             raise _err(f"budget {item.resource} {item.value:g} must be a non-negative whole "
                        "count", item.pos, "a count (0 forbids the resource), or a percentage "
@@ -526,7 +616,7 @@ def _check_hardware(nf: NashFile, targets: Collection[str] | None) -> None:
         raise _err(f"latency must be positive, got {hw.latency_text}", _vpos(hw, "latency"))
 
 
-def _check_search(nf: NashFile, imported: bool) -> None:
+def _check_search(nf: NashFile, imported: bool, net: ResolvedNetwork | None = None) -> None:
     s = nf.search
     if s is None:
         return
@@ -549,9 +639,21 @@ def _check_search(nf: NashFile, imported: bool) -> None:
             raise _err(f"{word} must be positive, got {value}", _vpos(s, key))
     if s.seed < 0:
         raise _err(f"seed must not be negative, got {s.seed}", _vpos(s, "seed"))
+    if net is not None and net.input_shape is not None:
+        values = s.metric_batch * math.prod(net.input_shape)
+        if values > MAX_BATCH_VALUES:
+            raise _err(f"batch {s.metric_batch} of {_fmt(net.input_shape)} inputs holds "
+                       f"{values:,} values; at most {MAX_BATCH_VALUES:,}",
+                       _vpos(s, "metric_batch"), "a smaller scoring batch such as 32")
+        t = nf.train
+        if (t is not None and t.dataset == "digits" and net.source is None
+                and tuple(net.input_shape) == (1, 8, 8) and s.metric_batch > DIGITS_IMAGES):
+            raise _err(f"batch {s.metric_batch} is larger than the digits data set "
+                       f"({DIGITS_IMAGES} images), which the zero-shot score is computed on",
+                       _vpos(s, "metric_batch"), f"a batch of at most {DIGITS_IMAGES}")
 
 
-def _check_train(nf: NashFile) -> None:
+def _check_train(nf: NashFile, net: ResolvedNetwork | None = None) -> None:
     t = nf.train
     if t is None:
         return
@@ -559,6 +661,12 @@ def _check_train(nf: NashFile) -> None:
         value = getattr(t, key)
         if value <= 0:
             raise _err(f"{key} must be positive, got {value}", _vpos(t, key))
+    if net is not None and net.input_shape is not None:
+        values = t.batch * math.prod(net.input_shape)
+        if values > MAX_BATCH_VALUES:
+            raise _err(f"batch {t.batch} of {_fmt(net.input_shape)} inputs holds "
+                       f"{values:,} values; at most {MAX_BATCH_VALUES:,}", _vpos(t, "batch"),
+                       "a smaller batch such as 64")
     if not t.lr > 0 or not math.isfinite(t.lr):
         raise _err(f"lr must be positive, got {t.lr:g}", _vpos(t, "lr"))
 
@@ -570,7 +678,9 @@ def check_program(nashfile: NashFile, targets: Collection[str] | None = None) ->
     """
     net = resolve_network(nashfile.network)
     choices = compute_choices(nashfile.space, net)
+    _check_sizes(net, choices)
+    _check_hybrid_bits(net, nashfile.space, choices)
     _check_hardware(nashfile, targets)
-    _check_search(nashfile, net.source is not None)
-    _check_train(nashfile)
+    _check_search(nashfile, net.source is not None, net)
+    _check_train(nashfile, net)
     return Program(nashfile, net, choices)

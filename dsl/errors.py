@@ -19,7 +19,24 @@ from pathlib import Path
 
 from nashc.dsl.ast import Pos
 
-__all__ = ["NashcError", "NashSourceError"]
+__all__ = ["NashcError", "NashSourceError", "source_line"]
+
+
+def source_line(text: str, line: int) -> str | None:
+    """Line `line` (1-based) of `text` as the parser counts lines: only "\\n" ends a line
+    (`str.splitlines` would also split at form feeds, U+2028 and other separators, and
+    show the wrong line). Characters that do not print as one column (tab, form feed,
+    carriage return, other controls) are shown as a space, so the caret lines up."""
+    if line < 1:
+        return None
+    start = 0
+    for _ in range(line - 1):
+        start = text.find("\n", start) + 1
+        if start == 0:
+            return None
+    end = text.find("\n", start)
+    raw = text[start:] if end < 0 else text[start:end]
+    return "".join(ch if ch.isprintable() else " " for ch in raw)
 
 
 class NashcError(Exception):
@@ -48,14 +65,13 @@ class NashSourceError(NashcError):
         text = self.source
         if text is None:
             try:
-                text = Path(self.pos.file).read_text()
+                text = Path(self.pos.file).read_text(encoding="utf-8-sig", errors="replace")
             except OSError:
                 text = None
         if text is not None:
-            src_lines = text.splitlines()
-            if 1 <= self.pos.line <= len(src_lines):
-                line = src_lines[self.pos.line - 1].expandtabs(1)
-                lines.append(f"  {line}")
+            shown = source_line(text, self.pos.line)
+            if shown is not None:
+                lines.append(f"  {shown}")
                 lines.append("  " + " " * (self.pos.col - 1) + "^")
         if self.expected:
             lines.append(f"expected: {self.expected}")

@@ -47,12 +47,13 @@ from nashc.dsl.ast import (
 )
 from nashc.dsl.errors import NashSourceError
 
-__all__ = ["parse", "DTYPE_NAMES", "MAX_NESTING"]
+__all__ = ["parse", "DTYPE_NAMES", "MAX_NESTING", "MAX_LAYERS"]
 
 DTYPE_NAMES: tuple[str, ...] = (
     tuple(f"int{b}" for b in range(2, 9)) + tuple(f"uint{b}" for b in range(1, 9)) + ("bipolar",)
 )
 MAX_NESTING = 16  # nested `repeat` blocks
+MAX_LAYERS = 10_000  # layers of a network after `repeat` expansion
 _MAX_DIGITS = 15  # longer numbers are certainly a mistake (and would overflow floats)
 
 # Named terminals of the grammar, in words a user understands.
@@ -78,11 +79,38 @@ _TERMINAL_WORDS = {
 _MAX_EXPECTED = 8
 
 
+class _LayerCount:
+    """Counts layer statements while the lexer reads them, so a huge file is rejected at
+    its (MAX_LAYERS + 1)-th layer statement instead of after parsing all of it. Each
+    statement is at least one layer after expansion (a `repeat` count is at least 1), so
+    the count is a lower bound; `nashc.dsl.check` checks the expanded count."""
+
+    filename = "<string>"
+    text = ""
+    count = 0
+
+    @classmethod
+    def reset(cls, filename: str, text: str) -> None:
+        cls.filename, cls.text, cls.count = filename, text, 0
+
+    @classmethod
+    def token(cls, tok: Token) -> Token:
+        cls.count += 1
+        if cls.count > MAX_LAYERS:
+            raise NashSourceError(
+                f"more than {MAX_LAYERS} layers: this is layer statement {cls.count}",
+                Pos(cls.filename, tok.line or 1, tok.column or 1),
+                f"at most {MAX_LAYERS} layers (use `repeat N {{ ... }}` for regular "
+                "structure)", cls.text)
+        return tok
+
+
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
     grammar = (Path(__file__).parent / "grammar.lark").read_text()
     return Lark(grammar, parser="lalr", lexer="contextual", propagate_positions=True,
-                maybe_placeholders=False)
+                maybe_placeholders=False,
+                lexer_callbacks={k: _LayerCount.token for k in ("CONV", "FC", "BLOCK", "POOL")})
 
 
 # --- error translation ---------------------------------------------------------------
@@ -609,31 +637,29 @@ class _Builder(Transformer[Token, Any]):
 
 
 def _check_nesting(text: str, filename: str) -> None:
-    """Rejects absurdly deep `{` nesting before it can exhaust Python's recursion limit."""
+    """Rejects absurdly deep `{` nesting before it can exhaust Python's recursion limit.
+
+    Strings and comments end at a newline, so lines without a brace are skipped whole
+    (fast on large files)."""
     depth = 0
-    line, col = 1, 0
-    in_comment = in_string = False
-    for ch in text:
-        col += 1
-        if ch == "\n":
-            line, col = line + 1, 0
-            in_comment = in_string = False
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if "{" not in line and "}" not in line:
             continue
-        if in_comment:
-            continue
-        if ch == '"':
-            in_string = not in_string
-        elif in_string:
-            continue
-        elif ch == "#":
-            in_comment = True
-        elif ch == "{":
-            depth += 1
-            if depth > MAX_NESTING + 2:
-                raise NashSourceError(f"nesting deeper than {MAX_NESTING} levels",
-                                      Pos(filename, line, col), None, text)
-        elif ch == "}":
-            depth = max(0, depth - 1)
+        in_string = False
+        for col, ch in enumerate(line, start=1):
+            if ch == '"':
+                in_string = not in_string
+            elif in_string:
+                continue
+            elif ch == "#":
+                break
+            elif ch == "{":
+                depth += 1
+                if depth > MAX_NESTING + 2:
+                    raise NashSourceError(f"nesting deeper than {MAX_NESTING} levels",
+                                          Pos(filename, lineno, col), None, text)
+            elif ch == "}":
+                depth = max(0, depth - 1)
 
 
 def parse(text: str, filename: str = "<string>") -> NashFile:
@@ -641,7 +667,10 @@ def parse(text: str, filename: str = "<string>") -> NashFile:
 
     Raises `NashSourceError` (file, line, column, what was expected) on any error.
     """
+    if text.startswith("\ufeff"):
+        text = text[1:]  # a byte-order mark (editors on Windows write one)
     _check_nesting(text, filename)
+    _LayerCount.reset(filename, text)
     try:
         tree = _lark().parse(text)
     except UnexpectedInput as err:

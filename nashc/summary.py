@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -13,6 +14,16 @@ from nashc.dsl.ast import SPACE_DIMS, Program, ResolvedLayer
 __all__ = ["print_summary", "format_space_size", "format_shape"]
 
 _EXACT_LIMIT = 10**12
+_RICH_ROWS = 200  # longer layer lists are printed as plain aligned columns
+
+
+def _plain_table(cols: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns separated by two spaces, a header and a rule."""
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
 
 
 def format_space_size(size: int) -> str:
@@ -49,13 +60,20 @@ def print_summary(program: Program, console: Console | None = None) -> None:
     con.print(f"{nf.path}: ok")
     con.print(head)
 
-    layers = Table(title=f"layers ({len(net.layers)})", title_justify="left")
-    for col in ("layer", "kind", "output", "weights", "activations"):
-        layers.add_column(col)
-    for layer in net.layers:
-        layers.add_row(layer.name, layer.kind, format_shape(layer.out_shape),
-                       _dtype(layer, "weights"), _dtype(layer, "activations"))
-    con.print(layers)
+    cols = ("layer", "kind", "output", "weights", "activations")
+    layer_rows = [(layer.name, layer.kind, format_shape(layer.out_shape),
+                   _dtype(layer, "weights"), _dtype(layer, "activations"))
+                  for layer in net.layers]
+    if len(layer_rows) <= _RICH_ROWS:
+        layers = Table(title=f"layers ({len(net.layers)})", title_justify="left")
+        for col in cols:
+            layers.add_column(col)
+        for row in layer_rows:
+            layers.add_row(*row)
+        con.print(layers)
+    else:  # rich lays out a table in time growing fast with its rows: plain columns
+        con.print(f"layers ({len(net.layers)})")
+        con.out(_plain_table(cols, layer_rows), highlight=False)
 
     if program.choices:
         by_dim: dict[tuple[str, tuple[str | int | float, ...]], list[str]] = defaultdict(list)

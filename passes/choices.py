@@ -59,9 +59,9 @@ def parse_rule(dim: str, text: str) -> tuple[str, str, Any]:
             raise PassError(f"--width {text!r}: a graph can only be narrowed; the "
                             "multiplier must be in (0, 1]")
     else:
-        low = 2 if dim == "wbits" else 1
-        if not raw.isdigit() or not low <= int(raw) <= 8:
-            raise PassError(f"--{dim} {text!r}: bits must be a whole number from {low} to 8")
+        # a Quant node takes 2..8 bits here (`requantize_quant_node`)
+        if not raw.isdigit() or not 2 <= int(raw) <= 8:
+            raise PassError(f"--{dim} {text!r}: bits must be a whole number from 2 to 8")
         value = int(raw)
     return dim, sel.strip(), value
 

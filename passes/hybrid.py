@@ -124,6 +124,9 @@ class _ConvertToHybrid(Transformation):
 
     def __init__(self, selector: str, bits: int | None = None) -> None:
         super().__init__()
+        if bits is not None and bits < 2:
+            raise PassError(f"{type(self).__name__}(bits={bits}): shift and adder layers "
+                            "need 2 to 8 weight bits")
         self.selector = selector
         self.bits = bits
 
@@ -141,7 +144,9 @@ class _ConvertToHybrid(Transformation):
         # want: X -> Shift*/Adder*(W_hybrid) [+ bias] -> Y, same node and output names
         sw = _conv_swap(model, node) if self.conv else _fc_swap(model, node)
         bits = self.bits or quant_bits(model, sw.quant) or DEFAULT_BITS
-        bits = max(bits, 2)
+        if bits < 2:
+            raise PassError(f"node {node.name!r}: shift and adder layers need 2 to 8 weight "
+                            f"bits; its weights are {bits}-bit (give bits=2..8)")
         rec: dict[str, Any] = {"node": node.name, "from": node.op_type, "weight_bits": bits}
         if self.kind == "shift":
             wh = to_shift_weights(sw.w, bits)

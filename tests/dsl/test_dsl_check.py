@@ -37,9 +37,10 @@ def resolve(body: str, rest: str = "", targets=TARGETS):
     ("block b residual out 16 stride 2", (16, 16, 16)),
 ])
 def test_shape_inference(stmt, shape):
-    net = resolve("  " + stmt).network
+    # a trailing fc: a network needs a compute layer (a pool alone is refused)
+    net = resolve("  " + stmt + "\n  fc tail out 2").network
     assert net.layers[0].out_shape == shape
-    assert net.layers[-1].out_shape == shape
+    assert net.layers[-2].out_shape == shape
     assert net.layers[0].in_shape == (3, 32, 32)
 
 
@@ -197,8 +198,9 @@ ERRORS = [
     ("  fc a out 2", "space {\n  abits a in {2, 2}\n}", 6, 18, "given twice"),
     ("  fc a out 2", "hardware {\n  target u999\n}", 6, 10, "unknown target 'u999'"),
     ("  fc a out 2", "hardware {\n  budget lut 50%, bram 101%\n}", 6, 19,
-     "budget bram 101% must be within (0, 100]%"),
-    ("  fc a out 2", "hardware {\n  budget lut 0%\n}", 6, 10, "must be within"),
+     "budget bram 101% must be within [0, 100]%"),
+    # 0% forbids a resource like an absolute 0 (issue 12); below 0 is an error
+    ("  fc a out 2", "hardware {\n  budget lut -1%\n}", 6, 10, "must be within"),
     ("  fc a out 2", "hardware {\n  budget lut -5\n}", 6, 10, "non-negative whole count"),
     ("  fc a out 2", "hardware {\n  budget gpu 5%\n}", 6, 10, "unknown resource 'gpu'"),
     ("  fc a out 2", "hardware {\n  budget lut 5%, lut 6%\n}", 6, 18, "given twice"),

@@ -20,7 +20,7 @@ from nashc.runtime.golden import compare_levels
     ("width", "b*=0.5", ("width", "b*", 0.5)),
     ("op", "a,b=shift", ("op", "a,b", "shift")),
     ("wbits", " conv* = 4 ", ("wbits", "conv*", 4)),
-    ("abits", "x=1", ("abits", "x", 1)),
+    ("abits", "x=2", ("abits", "x", 2)),
 ])
 def test_parse_rule(dim, text, want):
     assert parse_rule(dim, text) == want
@@ -32,7 +32,9 @@ def test_parse_rule(dim, text, want):
     ("width", "b*=half", "number"),
     ("op", "b*=mul", "conv, shift or adder"),
     ("wbits", "b*=1", "from 2 to 8"),
-    ("abits", "b*=9", "from 1 to 8"),
+    ("abits", "b*=9", "from 2 to 8"),
+    # a Quant node takes 2..8 bits: 1 used to pass here and fail in the pass (issue 10)
+    ("abits", "x=1", "from 2 to 8"),
     ("kernel", "b*=3", "unknown choice"),
 ])
 def test_parse_rule_errors(dim, text, msg):
