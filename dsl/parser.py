@@ -47,7 +47,7 @@ from nashc.dsl.ast import (
 )
 from nashc.dsl.errors import NashSourceError
 
-__all__ = ["parse", "DTYPE_NAMES", "MAX_NESTING", "MAX_LAYERS"]
+__all__ = ["parse", "parse_budget", "DTYPE_NAMES", "MAX_NESTING", "MAX_LAYERS"]
 
 DTYPE_NAMES: tuple[str, ...] = (
     tuple(f"int{b}" for b in range(2, 9)) + tuple(f"uint{b}" for b in range(1, 9)) + ("bipolar",)
@@ -684,6 +684,33 @@ def parse(text: str, filename: str = "<string>") -> NashFile:
             raise err.orig_exc from None
         raise  # a bug in the builder, not a user error
     return _assemble(sections, text, filename)
+
+
+@lru_cache(maxsize=1)
+def _budget_lark() -> Lark:
+    grammar = (Path(__file__).parent / "grammar.lark").read_text()
+    return Lark(grammar, parser="lalr", lexer="contextual", propagate_positions=True,
+                maybe_placeholders=False, start="budget_stmt")
+
+
+def parse_budget(text: str, filename: str = "--budget") -> tuple[BudgetItem, ...]:
+    """Parses a resource budget written as in a `.nash` hardware section, e.g.
+    ``"lut 30%, dsp 0"`` (the `budget_stmt` rule; a leading ``budget`` is optional).
+    Raises `NashSourceError` (positions in the text as shown, with ``budget `` in front)."""
+    src = text.strip()
+    if not src.startswith("budget"):
+        src = "budget " + src
+    try:
+        tree = _budget_lark().parse(src)
+    except UnexpectedInput as err:
+        raise _syntax_error(err, src, filename) from None
+    try:
+        _, val, _ = _Builder(filename, src).transform(tree)
+    except VisitError as err:
+        if isinstance(err.orig_exc, NashSourceError):
+            raise err.orig_exc from None
+        raise
+    return tuple(val.value)
 
 
 def _assemble(sections: list[Any], text: str, filename: str) -> NashFile:

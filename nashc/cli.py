@@ -156,19 +156,50 @@ def train(file: Path, arch: Path | None, index: int | None, output: Path | None,
         sys.exit(1)
 
 
+def _print_search(console: Any, search: dict[str, Any]) -> None:
+    """nashc's folding search beside FINN tuned, whole-design figures (`estimate --budget`)."""
+    from rich.table import Table
+
+    keys = ("LUT", "BRAM_18K", "URAM", "DSP")
+    table = Table(title="whole design (layers + DWCs + FIFOs), same budget")
+    for col in ("folding", "fps", "LUT", "BRAM18", "URAM", "DSP", "fits"):
+        table.add_column(col, justify="right" if col not in ("folding", "fits") else "left")
+    budget = search["budget"]
+    table.add_row("budget", "", *(f"{budget[k]:,.0f}" if budget[k] != float("inf") else "-"
+                                  for k in keys), "")
+    for label, key in (("nashc", "nashc"), ("FINN tuned", "finn_tuned")):
+        r = search[key]
+        fps = r.get("fps", 0.0) if r["feasible"] else 0.0
+        table.add_row(label, f"{fps:,.0f}", *(f"{r['resources'][k]:,.0f}" for k in keys),
+                      "yes" if r["feasible"] else "no")
+    console.print(table)
+    check = search["design_check"]
+    console.print(f"FINN's InsertDWC/InsertFIFO on nashc's design: {check['dwcs']} DWCs, "
+                  f"{check['fifos']} FIFOs ({len(check['deep_fifos'])} deep), "
+                  + ("fits the budget" if check["fits"] else
+                     "PROBLEMS: " + "; ".join(check["problems"])))
+    if search.get("io_max_bits"):
+        console.print(f"graph-end streams limited to {search['io_max_bits']} bits "
+                      "(the board's IODMA width in FINN's flow)")
+
+
 @cli.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--target", "-t", default="u250", show_default=True, help="Board.")
 @click.option("--fps", type=float, help="Target frames per second for folding.")
+@click.option("--budget", help="Resource budget in the language's syntax, e.g. "
+              "\"lut 30%, dsp 0\": fold with nashc's search inside it.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Output directory.")
 @click.option("--synth", is_flag=True, help="Continue with FINN's builder (needs Vivado).")
 @user_errors
-def estimate(model: Path, target: str, fps: float | None, output: Path | None,
-             synth: bool) -> None:
+def estimate(model: Path, target: str, fps: float | None, budget: str | None,
+             output: Path | None, synth: bool) -> None:
     """Lower MODEL.onnx through FINN to hardware layers and estimate cycles and resources.
 
     Folding uses FINN's SetFolding for --fps (default 1000 frames/s) at the board's
-    default clock. Writes DIR (default <model stem>_estimate/) atomically.
+    default clock, or with --budget nashc's folding search inside that budget counting
+    the whole design FINN builds (DWCs, FIFOs, I/O width), FINN tuned beside it.
+    Writes DIR (default <model stem>_estimate/) atomically.
     """
     import os
 
@@ -178,11 +209,13 @@ def estimate(model: Path, target: str, fps: float | None, output: Path | None,
     from nashc.targets.estimate import device_utilisation, estimate_model_file
     from nashc.targets.handoff import missing_synthesis_tools, run_finn_build
 
-    run = estimate_model_file(model, target=target, fps=fps, output=output)
+    run = estimate_model_file(model, target=target, fps=fps, output=output, budget=budget)
     est, board = run.estimate, run.board
     console = Console()
+    how = (f"SetFolding for {run.target_fps:g} fps" if run.search is None else
+           "nashc's folding search in the budget")
     table = Table(title=f"{model.name} on {board.name} ({board.part}) at "
-                  f"{run.clock_mhz:g} MHz, SetFolding for {run.target_fps:g} fps")
+                  f"{run.clock_mhz:g} MHz, {how}")
     name_w = max([len(x.name) for x in est.layers] + [5])
     op_w = max([len(x.op_type) for x in est.layers] + [2])
     table.add_column("layer", no_wrap=True, min_width=name_w)
@@ -213,6 +246,8 @@ def estimate(model: Path, target: str, fps: float | None, output: Path | None,
     console.print(f"estimated throughput {est.estimated_throughput_fps:,.1f} fps, "
                   f"latency {est.estimated_latency_ns / 1e3:,.1f} us "
                   f"(slowest layer {est.network_performance['max_cycles_node_name']})")
+    if run.search is not None:
+        _print_search(console, run.search)
     if run.host_nodes:
         console.print("left on the host: " + ", ".join(f"{n} ({o})" for n, o in run.host_nodes))
     if avail.lut is None:
@@ -464,7 +499,8 @@ def _print_compile_summary(out: Path, report: dict[str, Any]) -> None:
         from nashc.report import ACCELERATOR_LABELS
 
         ours = ACCELERATOR_LABELS.get(s.get("accelerator", ""), "the chosen folding")
-        theirs = ACCELERATOR_LABELS.get(base.get("accelerator", ""), base.get("accelerator"))
+        theirs = base.get("label") or ACCELERATOR_LABELS.get(base.get("accelerator", ""),
+                                                             base.get("accelerator"))
         console.print(f"chosen design (*): {chosen['fps']:,.0f} fps with {ours}; {theirs} in "
                       f"the same budget: {base['fps']:,.0f} fps "
                       f"({chosen['fps'] / base['fps']:.2f}x)")

@@ -102,6 +102,7 @@ class CompileState:
     chosen: int | None = None
     golden: dict[str, Any] | None = None
     baseline: dict[str, Any] | None = None
+    design_check: dict[str, Any] | None = None
     interrupted: bool = False
     stop_reason: str | None = None
     search_seconds: float = 0.0
@@ -473,9 +474,15 @@ def _finn_stage(state: CompileState, cand: Candidate, idx: int, module: Any = No
     cand.lowered = lowered
     cand.fps = est.estimated_throughput_fps
     cand.latency_ms = est.estimated_latency_ns / 1e6
-    cand.resources = {"lut": est.totals["LUT"], "bram18": est.totals["BRAM_18K"],
-                      "uram": est.totals["URAM"], "dsp": est.totals["DSP"]}
+    # the whole design FINN builds: layers, DWCs, FIFOs, deep FIFOs (targets.folding)
+    total = search.result.resources if search.result is not None else est.totals
+    cand.resources = _resource_dict(total)
     cand.feasible = bool(search.result is not None and search.result.feasible)
+
+
+def _resource_dict(total: dict[str, float]) -> dict[str, float]:
+    return {"lut": total["LUT"], "bram18": total["BRAM_18K"], "uram": total["URAM"],
+            "dsp": total["DSP"]}
 
 
 def _accelerator(state: CompileState) -> str:
@@ -485,14 +492,22 @@ def _accelerator(state: CompileState) -> str:
     return search.accelerator if search is not None else "coarse_to_fine"
 
 
-def _folding(state: CompileState, accelerator: str) -> Any:
-    """The folding transformation for `accelerator` inside the budget; its `result` says
-    whether the folding fits."""
+def _folding(state: CompileState, accelerator: str, tuned: bool = True) -> Any:
+    """The folding transformation for `accelerator` inside the budget (the whole design
+    FINN builds, `targets.folding`); its `result` says whether the folding fits.
+    `finn_setfolding` is FINN tuned (or FINN defaults with `tuned=False`); nashc's search
+    spends resources on latency only when the file has a `latency <=` requirement."""
     from nashc.targets.folding import SearchFolding, SetFoldingWithinBudget
 
     if accelerator == "finn_setfolding":
-        return SetFoldingWithinBudget(state.budget, state.board.part, state.clock_mhz)
-    return SearchFolding(state.budget, state.board.part)
+        return SetFoldingWithinBudget(state.budget, state.board.part, state.clock_mhz,
+                                      tuned=tuned)
+    assert state.program is not None
+    hw = state.program.file.hardware
+    latency = None
+    if hw is not None and hw.latency_max_ms is not None:
+        latency = int(hw.latency_max_ms * 1e-3 * state.clock_mhz * 1e6)
+    return SearchFolding(state.budget, state.board.part, latency_max_cycles=latency)
 
 
 def _hybrid_steps() -> list[Any]:
@@ -652,15 +667,44 @@ def step_baseline(state: CompileState) -> None:
     base = _folding(state, other)
     folded = chosen.lowered.dataflow.transform(base)
     est = estimate(folded, state.clock_mhz, state.board.part)
+    assert base.result is not None
     state.baseline = {
         "accelerator": other,
+        "label": "FINN tuned" if other == "finn_setfolding" else "nashc's folding search",
         "target_fps": getattr(base, "target_fps", None),
+        "setfolding_options": getattr(base, "knobs", None),
         "fps": est.estimated_throughput_fps,
         "latency_ms": est.estimated_latency_ns / 1e6,
-        "resources": {"lut": est.totals["LUT"], "bram18": est.totals["BRAM_18K"],
-                      "uram": est.totals["URAM"], "dsp": est.totals["DSP"]},
-        "fits_budget": bool(base.result is not None and base.result.feasible),
+        "resources": _resource_dict(base.result.resources),
+        "fits_budget": bool(base.result.feasible),
     }
+    # FINN at its defaults (only the target searched) beside FINN tuned
+    defaults = _folding(state, "finn_setfolding", tuned=False)
+    chosen.lowered.dataflow.transform(defaults)
+    assert defaults.result is not None
+    state.baseline["finn_defaults"] = {
+        "fps": defaults.result.fps(state.clock_mhz) if defaults.result.feasible else 0.0,
+        "resources": _resource_dict(defaults.result.resources),
+        "fits_budget": bool(defaults.result.feasible),
+        "setfolding_options": defaults.knobs,
+    }
+    state.design_check = _design_check(state, chosen.dataflow)
+
+
+def _design_check(state: CompileState, dataflow: Any) -> dict[str, Any]:
+    """FINN's InsertDWC/InsertFIFO on the chosen design (`targets.folding.confirm_design`):
+    the figures as built and any problem (shapes, widths, limits, budget) — a problem is
+    also a note of the report."""
+    from nashc.targets.folding import confirm_design
+
+    check = confirm_design(dataflow, state.board.part, state.budget)
+    out = {"fits": check["fits"], "problems": check["problems"],
+           "resources": _resource_dict(check["resources"]),
+           "estimated": _resource_dict(check["estimated"]), "dwcs": check["dwcs"],
+           "fifos": check["fifos"], "deep_fifos": check["deep_fifos"]}
+    for problem in check["problems"]:
+        state.notes.append(f"design check (FINN's InsertDWC/InsertFIFO): {problem}")
+    return out
 
 
 def step_verify(state: CompileState) -> None:
@@ -720,6 +764,7 @@ def step_report(state: CompileState) -> None:
             "seconds": round(state.search_seconds, 2),
         },
         pareto=points, chosen=state.chosen, golden=state.golden, baseline=state.baseline,
+        design_check=state.design_check,
         steps=state.timings, notes=state.notes,
         requirements={"fps_min": hw.fps_min if hw else None,
                       "latency_max_ms": hw.latency_max_ms if hw else None},

@@ -63,6 +63,8 @@ class CompileResult:
     steps: dict[str, float] = field(default_factory=dict)  # step name -> seconds
     notes: list[str] = field(default_factory=list)
     requirements: dict[str, Any] = field(default_factory=dict)
+    #: the chosen design after FINN's InsertDWC/InsertFIFO (`targets.folding.confirm_design`)
+    design_check: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +80,7 @@ class CompileResult:
             "chosen": self.chosen,
             "golden": self.golden,
             "baseline": self.baseline,
+            "design_check": self.design_check,
             "steps_seconds": self.steps,
             "notes": self.notes,
         }
@@ -148,7 +151,8 @@ def write_markdown(result: CompileResult, path: Path) -> None:
             f"{_arch_summary(p.arch)} |")
     if r.baseline:
         b = r.baseline
-        base_label = ACCELERATOR_LABELS.get(b.get("accelerator", ""), b.get("accelerator"))
+        base_label = b.get("label") or ACCELERATOR_LABELS.get(b.get("accelerator", ""),
+                                                              b.get("accelerator"))
         ours = ACCELERATOR_LABELS.get(r.search.get("accelerator", ""), "the chosen folding")
         lines += ["", f"## Baseline: {base_label} within the same budget (chosen "
                   "architecture)", ""]
@@ -157,6 +161,16 @@ def write_markdown(result: CompileResult, path: Path) -> None:
         if r.chosen is not None and b.get("fps"):
             lines.append(f"- {ours} / {base_label}: {r.pareto[r.chosen].fps / b['fps']:.2f}x")
         lines.append(f"- resources: {b.get('resources')}")
+        if b.get("finn_defaults"):
+            d = b["finn_defaults"]
+            lines.append(f"- FINN defaults (mvau_wwidth_max 36): fps {_fmt(d.get('fps'))}, "
+                         f"resources {d.get('resources')}")
+    if r.design_check:
+        c = r.design_check
+        lines += ["", "## Design check (FINN's InsertDWC/InsertFIFO on the chosen design)", "",
+                  f"- {c['dwcs']} DWCs, {c['fifos']} FIFOs ({len(c['deep_fifos'])} deep); "
+                  f"resources as built {c['resources']}; "
+                  + ("fits the budget" if c["fits"] else "PROBLEMS: " + "; ".join(c["problems"]))]
     if r.golden:
         lines += ["", "## Golden check (onnxruntime)", "", "| level | max abs diff | ok |",
                   "|:---|---:|:---:|"]

@@ -234,13 +234,23 @@ class EstimateRun:
     estimate: Estimate
     host_nodes: list[tuple[str, str]]
     files: list[str]
+    #: with a budget: nashc's search, FINN tuned and the design check (`folding_search.json`)
+    search: dict[str, Any] | None = None
 
 
 def estimate_model_file(model_path: str | Path, target: str = "u250",
                         fps: float | None = None, output: str | Path | None = None,
                         clock_mhz: float | None = None,
-                        insert_topk: bool = False) -> EstimateRun:
-    """`nashc estimate`: lower MODEL.onnx, fold with SetFolding, estimate, write DIR.
+                        insert_topk: bool = False,
+                        budget: str | None = None) -> EstimateRun:
+    """`nashc estimate`: lower MODEL.onnx, fold, estimate, write DIR.
+
+    Folding: FINN's SetFolding for `fps` (default `DEFAULT_FPS`); or, with `budget` (the
+    language's budget syntax, e.g. ``"lut 30%, dsp 0"``), nashc's folding search inside
+    that budget counting the whole design (`targets.folding.SearchFolding`), with FINN
+    tuned (`SetFoldingWithinBudget`) in the same budget beside it and FINN's
+    InsertDWC/InsertFIFO run on the result (`confirm_design`); these go to
+    `folding_search.json`. Giving both `fps` and `budget` is an error.
 
     DIR (default `<model stem>_estimate` in the current directory) is built in a
     temporary sibling directory and renamed into place at the end, so an error leaves
@@ -258,6 +268,18 @@ def estimate_model_file(model_path: str | Path, target: str = "u250",
     board = get_board(target)
     clock = float(clock_mhz if clock_mhz is not None else board.default_clock_mhz)
     target_fps = float(fps if fps is not None else DEFAULT_FPS)
+    limits: dict[str, float] | None = None
+    if budget is not None:
+        from nashc.dsl.parser import parse_budget
+        from nashc.targets.boards import budget_to_absolute
+
+        if fps is not None:
+            raise NashcError("give either --fps (FINN's SetFolding for that target) or "
+                             "--budget (nashc's folding search inside it), not both")
+        absolute = budget_to_absolute(board, parse_budget(budget))
+        limits = {"LUT": absolute.lut, "BRAM_18K": absolute.bram18, "URAM": absolute.uram,
+                  "DSP": absolute.dsp}
+        limits = {k: (float(v) if v is not None else float("inf")) for k, v in limits.items()}
     if target_fps <= 0:
         raise NashcError(f"--fps must be positive, got {target_fps:g}")
     src = Path(model_path)
@@ -275,8 +297,15 @@ def estimate_model_file(model_path: str | Path, target: str = "u250",
     try:
         lowered = lower_to_hw(model, board, clock, hybrid_extra_steps(), insert_topk=insert_topk,
                               workdir=tmp / "_finn")
-        folded = apply_folding_setfolding(lowered.dataflow, target_fps, clock)
+        search: dict[str, Any] | None = None
+        if limits is None:
+            folded = apply_folding_setfolding(lowered.dataflow, target_fps, clock)
+        else:
+            folded, search = _search_in_budget(lowered.dataflow, limits, board, clock)
+            _dump(tmp / "folding_search.json", search)
         est = estimate(folded, clock, board.part)
+        if search is not None:
+            target_fps = est.estimated_throughput_fps
         write_reports(est, folded, tmp)
         lowered.parent.save(str(tmp / "dataflow_parent.onnx"))
         write_build_config(tmp, board, clock)
@@ -287,4 +316,25 @@ def estimate_model_file(model_path: str | Path, target: str = "u250",
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return EstimateRun(output_dir=out, board=board, clock_mhz=clock, target_fps=target_fps,
-                       estimate=est, host_nodes=lowered.host_nodes, files=files)
+                       estimate=est, host_nodes=lowered.host_nodes, files=files, search=search)
+
+
+def _search_in_budget(dataflow: ModelWrapper, limits: dict[str, float], board: Board,
+                      clock: float) -> tuple[ModelWrapper, dict[str, Any]]:
+    """nashc's folding search in `limits` and FINN tuned beside it, both on the whole
+    design, and FINN's insertions run on nashc's result."""
+    from nashc.targets.folding import SearchFolding, SetFoldingWithinBudget, confirm_design
+
+    ours = SearchFolding(limits, board.part)
+    folded = ModelWrapper(dataflow.model.__deepcopy__()).transform(ours)
+    tuned = SetFoldingWithinBudget(limits, board.part, clock, tuned=True)
+    ModelWrapper(dataflow.model.__deepcopy__()).transform(tuned)
+    assert ours.result is not None and tuned.result is not None
+    check = confirm_design(folded, board.part, limits)
+    return folded, {
+        "budget": limits, "clock_mhz": clock, "io_max_bits": ours.problem.io_max_bits
+        if ours.problem is not None else None,
+        "nashc": ours.result.to_json(clock),
+        "finn_tuned": {**tuned.result.to_json(clock), "setfolding_options": tuned.knobs},
+        "design_check": check,
+    }

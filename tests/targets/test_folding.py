@@ -14,6 +14,7 @@ from nashc.targets.folding import (
     SearchFolding,
     SetFoldingWithinBudget,
     coarse_to_fine,
+    confirm_design,
     enumerate_units,
 )
 from nashc.targets.folding_exact import solve_exact
@@ -66,7 +67,9 @@ def test_search_at_least_as_fast_as_setfolding_within_same_budget(chain, lut, mv
 
 
 def test_search_pass_agrees_with_finn_analyses_and_records_metadata(mvau_chain):
-    model = mvau_chain(CHAINS["conv_like"], vectors=16)
+    # "mlp": a chain FINN can stitch (conv_like's MH/MW do not match without a window
+    # generator, so FINN's InsertDWC cannot fold its streams)
+    model = mvau_chain(CHAINS["mlp"], vectors=16)
     budget = _budget(5000, bram=40, dsp=16)
     search = SearchFolding(budget, U250)
     model, changed = search.apply(model)
@@ -76,8 +79,14 @@ def test_search_pass_agrees_with_finn_analyses_and_records_metadata(mvau_chain):
     assert max(cycles.values()) == search.result.ii_cycles
     assert sum(cycles.values()) == search.result.latency_cycles
     res = res_estimation(model, U250)
+    built = confirm_design(model, U250, budget)
+    assert built["problems"] == []
     for r in RESOURCES:
-        assert sum(v[r] for v in res.values()) == pytest.approx(search.result.resources[r])
+        # the layers as FINN estimates them, and the whole design as FINN's insertions
+        # build it (DWCs, FIFOs), agree with the search's figures
+        assert sum(v[r] for v in res.values()) == pytest.approx(
+            search.result.breakdown["layers"][r])
+        assert built["resources"][r] == pytest.approx(search.result.resources[r])
         assert search.result.resources[r] <= budget[r]
     meta = json.loads(model.get_metadata_prop("nashc.SearchFolding"))
     assert meta["ii_cycles"] == search.result.ii_cycles
