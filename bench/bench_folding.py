@@ -95,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.disable(logging.WARNING)  # FINN's SetFolding warns at every probe
 
+    from qonnx.core.modelwrapper import ModelWrapper
+
     from nashc.dsl.errors import NashcError
+    from nashc.targets.boards import get_board
     from nashc.targets.folding import (
         SetFoldingWithinBudget,
         apply_assignment,
@@ -104,10 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         confirm_design,
     )
     from nashc.targets.folding_exact import solve_exact
-    from nashc.targets.boards import get_board
     from nashc.targets.hybrid_lowering import hybrid_extra_steps
     from nashc.targets.lower import lower_to_hw
-    from qonnx.core.modelwrapper import ModelWrapper
 
     boards = ["u250"] if args.quick else ["u250", "zcu104"]
     fractions = [0.01, 0.1] if args.quick else [0.01, 0.02, 0.1, 0.5]

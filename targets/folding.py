@@ -482,8 +482,8 @@ class _UnitShape:
         res: tuple[float, float, float, float] = _ZERO
         for node, inst in zip(self.nodes, self.insts):
             if attrs is not None:
-                for k, v in attrs.get(node.name, {}).items():
-                    inst.set_nodeattr(k, v)
+                for name, value in attrs.get(node.name, {}).items():
+                    inst.set_nodeattr(name, value)
         for inst in self.insts:
             c, r = _node_cost(inst, self.fpgapart)
             cyc, lat, res = max(cyc, c), lat + c, _add(res, r)
@@ -710,9 +710,9 @@ class FoldingProblem:
         if k not in self._edge_tables:
             e = self.edges[k]
             src_keys: list[PortKey | None] = (
-                [None] if e.src is None else list(self._keys[(e.src, e.src_port)]))  # type: ignore[arg-type]
+                [None] if e.src is None else list(self._keys[(e.src, e.src_port)]))  # type: ignore[index]
             dst_keys: list[PortKey | None] = (
-                [None] if e.dst is None else list(self._keys[(e.dst, e.dst_port)]))  # type: ignore[arg-type]
+                [None] if e.dst is None else list(self._keys[(e.dst, e.dst_port)]))  # type: ignore[index]
             tab = np.zeros((len(src_keys), len(dst_keys), 4))
             for a, s in enumerate(src_keys):
                 for b, d in enumerate(dst_keys):

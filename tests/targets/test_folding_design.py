@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from qonnx.core.modelwrapper import ModelWrapper
 
+from nashc.targets.boards import get_board
 from nashc.targets.folding import (
     RESOURCES,
     SearchFolding,
@@ -19,7 +20,6 @@ from nashc.targets.folding import (
     confirm_design,
     io_width_limit,
 )
-from nashc.targets.boards import get_board
 from nashc.targets.lower import lower_to_hw
 
 logging.getLogger("finn").setLevel(logging.ERROR)
