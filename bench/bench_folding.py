@@ -92,7 +92,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
     ap.add_argument("--exact-limit", type=float, default=15.0,
                     help="CBC time limit per solve, seconds")
+    ap.add_argument("--only", nargs="*", help="networks whose name starts with one of these")
+    ap.add_argument("--render", nargs="*", type=Path,
+                    help="no runs: render the rows of these --json files (in order)")
     args = ap.parse_args(argv)
+    if args.render:
+        rows, failed, runs = [], [], []
+        for path in args.render:
+            data = json.loads(path.read_text())
+            rows += data["rows"]
+            failed += [tuple(f) for f in data["failed"]]
+            runs.append("python bench/bench_folding.py " + " ".join(data.get("argv", [])))
+        body = render(rows, failed)
+        print(body)
+        if not args.no_write:
+            write_section("folding", body, " ; ".join(runs) + " (rows merged with --render)")
+        return 0
     logging.disable(logging.WARNING)  # FINN's SetFolding warns at every probe
 
     from qonnx.core.modelwrapper import ModelWrapper
@@ -115,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     failed: list[tuple[str, str]] = []
     for name, make in _models(args.quick):
+        if args.only and not any(name.startswith(o) for o in args.only):
+            continue
         qonnx = make()
         for bname in boards:
             board = get_board(bname)
@@ -181,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"  exact {row['exact']['fps']:>12,.0f} ({row['exact']['note']})"
                       f"  confirmed fits {conf_ours['fits']}/{conf_tuned['fits']}", flush=True)
                 if args.json:
-                    args.json.write_text(json.dumps({"rows": rows, "failed": failed}, indent=1))
+                    argv_kept = _argv_for_record(sys.argv[1:] if argv is None else argv)
+                    args.json.write_text(json.dumps({"rows": rows, "failed": failed,
+                                                     "argv": argv_kept}, indent=1))
 
     body = render(rows, failed)
     print()
@@ -189,6 +208,21 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         write_section("folding", body, command_line())
     return 0
+
+
+def _argv_for_record(argv: list[str]) -> list[str]:
+    """The options of a run without --json/--no-write (no paths of this machine)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--json":
+            skip = True
+            continue
+        if a != "--no-write":
+            out.append(a)
+    return out
 
 
 def render(rows: list[dict], failed: list[tuple[str, str]]) -> str:

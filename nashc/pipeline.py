@@ -501,7 +501,7 @@ def _folding(state: CompileState, accelerator: str, tuned: bool = True) -> Any:
 
     if accelerator == "finn_setfolding":
         return SetFoldingWithinBudget(state.budget, state.board.part, state.clock_mhz,
-                                      tuned=tuned)
+                                      steps=12, tuned=tuned)
     assert state.program is not None
     hw = state.program.file.hardware
     latency = None

@@ -1311,6 +1311,34 @@ class SetFoldingWithinBudget(Transformation):
         self.target_fps: float | None = None
         self.knobs: dict[str, Any] = {}
 
+    @staticmethod
+    def _useful_wwidths(model: ModelWrapper) -> list[int]:
+        """`TUNED_WWIDTHS` up to the first one no MVAU/VVAU can exceed (SIMD * weight
+        bits <= MW * weight bits): larger caps give SetFolding the same choices."""
+        widest = 36
+        for node in model.graph.node:
+            if not _is_hw_node(node):
+                continue
+            inst = getCustomOp(node)
+            names = _attr_names(inst)
+            try:
+                if "MW" in names:
+                    w = int(inst.get_nodeattr("MW")) * inst.get_input_datatype(1).bitwidth()
+                elif "Kernel" in names and node.op_type.startswith("VVAU"):
+                    w = int(np.prod(inst.get_nodeattr("Kernel"))) * \
+                        inst.get_input_datatype(1).bitwidth()
+                else:
+                    continue
+            except Exception:  # noqa: BLE001 - no weight input: no cap applies
+                continue
+            widest = max(widest, w)
+        out = []
+        for w in TUNED_WWIDTHS:
+            out.append(w)
+            if w >= widest:
+                break
+        return out
+
     def _probe(self, model: ModelWrapper, p: FoldingProblem, fps: float, wwidth: int,
                two_pass: bool) -> tuple[ModelWrapper, Breakdown]:
         m = finn_setfolding(model, int(self.clock_mhz * 1e6 / fps), mvau_wwidth_max=wwidth,
@@ -1323,7 +1351,7 @@ class SetFoldingWithinBudget(Transformation):
         t0 = time.perf_counter()
         p = build_problem(model, self.fpgapart, io_max_bits=self.io_max_bits,
                           budget=self.budget, options=False)
-        knobs = [(w, True) for w in TUNED_WWIDTHS] if self.tuned else [(36, True)]
+        knobs = [(w, True) for w in self._useful_wwidths(model)] if self.tuned else [(36, True)]
         best: tuple[tuple[int, float], float, ModelWrapper, Breakdown, int, bool] | None = None
         probes = 0
         finn_log = logging.getLogger("finn")
