@@ -93,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--exact-limit", type=float, default=15.0,
                     help="CBC time limit per solve, seconds")
     ap.add_argument("--only", nargs="*", help="networks whose name starts with one of these")
+    ap.add_argument("--embedded-weights", action="store_true",
+                    help="nashc and exact may also use FINN's embedded-weight MVAU_hls")
+    ap.add_argument("--fractions", nargs="*", type=float, help="budget shares (default "
+                    "0.01 0.02 0.1 0.5)")
+    ap.add_argument("--boards", nargs="*", help="boards (default u250 zcu104)")
     ap.add_argument("--render", nargs="*", type=Path,
                     help="no runs: render the rows of these --json files (in order)")
     args = ap.parse_args(argv)
@@ -125,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     from nashc.targets.hybrid_lowering import hybrid_extra_steps
     from nashc.targets.lower import lower_to_hw
 
-    boards = ["u250"] if args.quick else ["u250", "zcu104"]
-    fractions = [0.01, 0.1] if args.quick else [0.01, 0.02, 0.1, 0.5]
+    boards = args.boards or (["u250"] if args.quick else ["u250", "zcu104"])
+    fractions = args.fractions or ([0.01, 0.1] if args.quick else [0.01, 0.02, 0.1, 0.5])
     rows: list[dict] = []
     failed: list[tuple[str, str]] = []
     for name, make in _models(args.quick):
@@ -145,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             df = lowered.dataflow
             t0 = time.perf_counter()
-            problem = build_problem(df, board.part)
+            problem = build_problem(df, board.part, embedded_weights=args.embedded_weights)
             t_build = time.perf_counter() - t0
             for frac in fractions:
                 budget = {"LUT": res.lut * frac, "BRAM_18K": res.bram18 * frac,
@@ -167,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 sd, st = base[False][0].result, base[True][0].result
                 row = {
-                    "network": name, "board": bname, "clock_mhz": clock,
+                    "network": name + (" [nashc +embedded weights]" if args.embedded_weights
+                                       else ""), "board": bname, "clock_mhz": clock,
                     "budget": f"{frac:.0%}", "budget_abs": budget, "units": len(problem.units),
                     "options": sum(len(u.options) for u in problem.units),
                     "io_max_bits": problem.io_max_bits,

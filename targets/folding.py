@@ -359,7 +359,18 @@ def _weight_stream_ok(node: Any, inst: Any) -> bool:
     return int(inst.get_nodeattr("PE")) * int(inst.get_nodeattr("SIMD")) * wbits <= MAX_AP_INT_W
 
 
-def _parallel_choices(model: ModelWrapper, node: Any, inst: Any) -> list[dict[str, Any]]:
+def _hls_streams_ok(model: ModelWrapper, node: Any, inst: Any) -> bool:
+    """An HLS node's data streams are ap_uint words: at most MAX_ALLOWED_AP_INT_W bits."""
+    if not node.domain.endswith(".hls"):
+        return True
+    for i in _stream_inputs(model, node):
+        if inst.get_instream_width(i) > MAX_AP_INT_W:
+            return False
+    return all(inst.get_outstream_width(o) <= MAX_AP_INT_W for o in range(len(node.output)))
+
+
+def _parallel_choices(model: ModelWrapper, node: Any, inst: Any,
+                      embedded: bool = False) -> list[dict[str, Any]]:
     """Legal parallelism settings of one node, following the rules of FINN's SetFolding."""
     names = _attr_names(inst)
     op = node.op_type
@@ -370,8 +381,8 @@ def _parallel_choices(model: ModelWrapper, node: Any, inst: Any) -> list[dict[st
         out = []
         for pe in _divisors(inst.get_nodeattr("MH")):
             for simd in _divisors(inst.get_nodeattr("MW")):
-                if hls and decoupled and pe * simd * wbits > MAX_AP_INT_W:
-                    continue
+                if hls and decoupled and not embedded and pe * simd * wbits > MAX_AP_INT_W:
+                    continue  # (with embedded weights the option is checked per mem_mode)
                 out.append({"PE": pe, "SIMD": simd})
         return out
     if op.startswith("ConvolutionInputGenerator"):
@@ -396,8 +407,11 @@ def _parallel_choices(model: ModelWrapper, node: Any, inst: Any) -> list[dict[st
     return []
 
 
-def _impl_choices(node: Any, inst: Any) -> list[dict[str, Any]]:
-    """Implementation variants: multiplier resource type and weight memory style."""
+def _impl_choices(node: Any, inst: Any, embedded: bool = False) -> list[dict[str, Any]]:
+    """Implementation variants: multiplier resource type and weight memory style; with
+    `embedded`, FINN's MVAU_hls also with `mem_mode="internal_embedded"` (weights inside
+    the HLS kernel: no 8191-bit weight stream, but FINN notes long synthesis times, and
+    its BRAM estimate for it assumes the decoupled memory's packing)."""
     names = _attr_names(inst)
     variants: list[dict[str, Any]] = [{}]
     if "resType" in names and node.domain.endswith(".hls"):
@@ -421,6 +435,16 @@ def _impl_choices(node: Any, inst: Any) -> list[dict[str, Any]]:
                     extra["runtime_writeable_weights"] = 0
                 new.append({**v, **extra})
         variants = new or variants
+        if embedded and node.op_type == "MVAU_hls":
+            res_types = sorted({v["resType"] for v in variants if "resType" in v}) or [None]
+            variants = [{**v, "mem_mode": "internal_decoupled"} for v in variants]
+            for t in res_types:
+                emb: dict[str, Any] = {"mem_mode": "internal_embedded"}
+                if t is not None:
+                    emb["resType"] = t
+                if "runtime_writeable_weights" in names:
+                    emb["runtime_writeable_weights"] = 0
+                variants.append(emb)
     return variants
 
 
@@ -459,6 +483,7 @@ class _UnitShape:
         self.nodes = list(nodes)
         self.insts = list(insts)
         self.fpgapart = fpgapart
+        self.work = work
         names = {n.name for n in nodes}
         self.in_ports: list[tuple[int, int]] = []  # (node index, input index) at the boundary
         self.out_ports: list[tuple[int, int]] = []
@@ -502,7 +527,8 @@ class _UnitShape:
         return Option(frozen, cyc, res, lat, tuple(ports), link, (nd, nf))
 
     def legal(self) -> bool:
-        return all(_weight_stream_ok(n, i) for n, i in zip(self.nodes, self.insts))
+        return all(_weight_stream_ok(n, i) and _hls_streams_ok(self.work, n, i)
+                   for n, i in zip(self.nodes, self.insts))
 
 
 def enumerate_units(model: ModelWrapper, fpgapart: str, prune: bool = True) -> list[Unit]:
@@ -534,15 +560,15 @@ def _unit_groups(work: ModelWrapper) -> list[list[Any]]:
 
 
 def _unit_options(work: ModelWrapper, group: list[Any], fpgapart: str,
-                  prune: bool) -> Unit:
+                  prune: bool, embedded: bool = False) -> Unit:
     insts = [_fast(getCustomOp(n)) for n in group]
     shape = _UnitShape(work, group, insts, fpgapart)
     node, inst = group[-1], insts[-1]
     if len(group) == 2 or node.op_type.startswith(("VVAU", "Pool")):
         choices = _depthwise_choices(group, insts)
     else:
-        par = _parallel_choices(work, node, inst) or [{}]
-        impl = _impl_choices(node, inst)
+        par = _parallel_choices(work, node, inst, embedded) or [{}]
+        impl = _impl_choices(node, inst, embedded)
         choices = [{node.name: {**p, **v}} for p in par for v in impl]
     original = {n.name: {a: i.get_nodeattr(a) for c in choices for a in c.get(n.name, {})}
                 for n, i in zip(group, insts)}
@@ -821,16 +847,17 @@ class FoldingProblem:
 def build_problem(model: ModelWrapper, fpgapart: str, prune: bool = True,
                   io_max_bits: int | None | str = "board",
                   budget: Mapping[str, float] | None = None,
-                  options: bool = True) -> FoldingProblem:
+                  options: bool = True, embedded_weights: bool = False) -> FoldingProblem:
     """The folding problem of `model` (not modified): option tables of every hardware
     layer and the edges FINN will put DWCs/FIFOs on. `io_max_bits="board"` takes the
     limit of `fpgapart`'s board (`io_width_limit`); None applies none. With
     `options=False` every unit has only the folding it has in `model` (for costing
-    given foldings, e.g. SetFolding's)."""
+    given foldings, e.g. SetFolding's). `embedded_weights` adds FINN's embedded-weight
+    MVAU_hls (`mem_mode="internal_embedded"`) as an option (see `_impl_choices`)."""
     work = ModelWrapper(model.model.__deepcopy__())
     groups = _unit_groups(work)
     if options:
-        units = [_unit_options(work, g, fpgapart, prune) for g in groups]
+        units = [_unit_options(work, g, fpgapart, prune, embedded_weights) for g in groups]
     else:
         units = [Unit(tuple(n.name for n in g), tuple(n.op_type for n in g),
                       [_UnitShape(work, g, [_fast(getCustomOp(n)) for n in g], fpgapart)
@@ -1176,13 +1203,16 @@ class SearchFolding(Transformation):
     joins; ends no wider than the board's IODMA, `io_max_bits="board"`), then minimises
     resources at that throughput. `latency_max_cycles` (e.g. from a `.nash` file's
     `latency <=`) buys latency with leftover budget; without it none is spent.
-    `strategy="exact"` solves the same problem as an integer program instead. Works on
-    any specialised FINN dataflow graph, hardware layers of nashc included.
+    `strategy="exact"` solves the same problem as an integer program instead.
+    `embedded_weights=True` adds FINN's embedded-weight MVAU_hls as an option (past the
+    8191-bit weight-stream limit of decoupled weights; off by default: FINN notes long
+    synthesis times for it). Works on any specialised FINN dataflow graph, hardware
+    layers of nashc included.
     """
 
     def __init__(self, budget: Mapping[str, float], fpgapart: str, strategy: str = "coarse_to_fine",
                  time_limit_s: float = 60.0, io_max_bits: int | None | str = "board",
-                 latency_max_cycles: int | None = None) -> None:
+                 latency_max_cycles: int | None = None, embedded_weights: bool = False) -> None:
         super().__init__()
         self.budget = dict(budget)
         self.fpgapart = fpgapart
@@ -1190,13 +1220,15 @@ class SearchFolding(Transformation):
         self.time_limit_s = time_limit_s
         self.io_max_bits = io_max_bits
         self.latency_max_cycles = latency_max_cycles
+        self.embedded_weights = embedded_weights
         self.result: FoldingResult | None = None
         self.problem: FoldingProblem | None = None
         self.units: list[Unit] = []
 
     def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
         self.problem = build_problem(model, self.fpgapart, io_max_bits=self.io_max_bits,
-                                     budget=self.budget)
+                                     budget=self.budget,
+                                     embedded_weights=self.embedded_weights)
         self.units = self.problem.units
         if self.strategy == "coarse_to_fine":
             self.result = coarse_to_fine(self.problem, self.budget, self.latency_max_cycles)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
 
 from nashc.targets.boards import get_board
 from nashc.targets.folding import (
@@ -206,3 +207,23 @@ def test_reference_networks_printed_designs_fit(net, frac, cnv_onnx: Path) -> No
     if tuned.result.feasible:
         assert ours.result.feasible
         assert ours.result.ii_cycles <= tuned.result.ii_cycles
+
+
+def test_embedded_weights_pass_the_weight_stream_limit(mvau_chain) -> None:  # type: ignore[no-untyped-def]
+    """FINN's 8191-bit limit binds decoupled weights (PE*SIMD*4 bits here); with
+    `embedded_weights` the search may embed them and go faster, and FINN's insertions on
+    the result still check out."""
+    model = mvau_chain([(512, 32), (32, 8)], wbits=4, abits=4, vectors=1)
+    budget = {"LUT": 2e6, "BRAM_18K": 5000, "URAM": 1000, "DSP": 10000}
+    plain = SearchFolding(budget, U250.part, io_max_bits=None)
+    _copy(model).transform(plain)
+    emb = SearchFolding(budget, U250.part, io_max_bits=None, embedded_weights=True)
+    folded = _copy(model).transform(emb)
+    assert plain.result is not None and emb.result is not None
+    assert emb.result.ii_cycles < plain.result.ii_cycles
+    modes = {n.name: getCustomOp(n).get_nodeattr("mem_mode") for n in folded.graph.node}
+    assert "internal_embedded" in modes.values()
+    check = confirm_design(folded, U250.part, budget, io_max_bits=None)
+    assert check["problems"] == []
+    for r in RESOURCES:
+        assert check["resources"][r] == pytest.approx(emb.result.resources[r])
