@@ -4,7 +4,7 @@ For a network loaded with `from`, `nashc compile` ranks candidates (graph rewrit
 trained model: widths with compensation, weight/activation bits, shift swaps) by their
 fidelity to the loaded model on a scoring batch of training images, then measures the
 finalists' accuracy. This benchmark samples N candidates of a space, computes for each
-the score exactly as `compile` does (`nashc.imported.GraphSearch`, 64 training images:
+the score exactly as `compile` does (`nashc.imported.LoadedNetwork`, 64 training images:
 top-1 agreement with the loaded model, ties broken by the cosine similarity of the
 outputs), its two parts alone, and the validation accuracy (359 digits images, no
 fine-tuning). It reports Kendall tau (scipy.stats) of accuracy against each, and
@@ -78,13 +78,13 @@ def _weight_bits(model: Any) -> float:
 
 
 def evaluate(program: Any, n: int, seed: int) -> list[dict[str, float]]:
-    from nashc.imported import GraphSearch, accuracy, fidelity, scoring_batch
+    from nashc.imported import LoadedNetwork, accuracy, fidelity
     from nashc.passes.nas import _sample
     from nashc.runtime.golden import SampleRunner
     from nashc.training import prepare_data
 
-    gs = GraphSearch.load(program)
-    gs.set_batch(scoring_batch(program, gs.base(), 64, seed))
+    gs = LoadedNetwork.load(program)
+    gs.prepare(64, seed)
     data = prepare_data(program, seed)
     rng = random.Random(seed)
     seen: set[tuple[Any, ...]] = set()

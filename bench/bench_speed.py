@@ -60,23 +60,27 @@ def sample_choices(choices: dict[tuple[str, str], tuple[Any, ...]], n: int,
 
 
 def _state(path: Path, workdir: Path) -> Any:
-    from nashc.pipeline import CompileOptions, CompileState, _input_batch, step_parse
+    from nashc.pipeline import CompileOptions, CompileState, step_parse
 
     state = CompileState(path=path, opts=CompileOptions(progress=False), workdir=workdir)
     step_parse(state)
     search = state.program.file.search
-    state.batch = _input_batch(state, search.metric_batch if search is not None else 32)
+    state.network.prepare(search.metric_batch if search is not None else 32, state.seed)
     return state
 
 
 def coarse_rate(path: Path, n: int, jobs: int, seed: int, workdir: Path) -> dict[str, Any]:
-    from nashc.pipeline import CoarseContext, CoarseEvaluator
+    from functools import partial
+
+    from nashc.candidate import evaluate_candidate
+    from nashc.pipeline import CoarseEvaluator, _hardware
 
     state = _state(path, workdir)
-    ctx = CoarseContext(state.program, state.seed, state.batch, state.budget, state.clock_mhz)
-    choices = sample_choices({k: tuple(v) for k, v in state.program.choices.items()}, n, seed)
+    evaluate = partial(evaluate_candidate, state.network, seed=state.seed,
+                       hardware=_hardware(state))
+    choices = sample_choices(state.network.choices(), n, seed)
     t0 = time.perf_counter()
-    evaluator = CoarseEvaluator(ctx, jobs)
+    evaluator = CoarseEvaluator(evaluate, jobs)
     try:
         # warm-up: spawns the workers (jobs > 1) and runs every import once
         evaluator([choices[0]] * max(jobs, 1))

@@ -136,16 +136,14 @@ def top_picks(acc: list[float], score: list[float], k: int = 5) -> tuple[float, 
 def evaluate_architectures(program: Any, archs: list[dict[tuple[str, str], Any]],
                            epochs: int, lr: float, batch: int, seed: int,
                            log: Any = print) -> list[dict[str, Any]]:
-    import torch
 
+    from nashc.candidate import DeclaredNetwork
     from nashc.passes.zeroshot import score
-    from nashc.pipeline import _layer_choices, _op_counts
-    from nashc.runtime.build import build_module
     from nashc.runtime.train import digits_loaders, train
+    from nashc.training import build_candidate
 
     def fresh() -> Any:
-        torch.manual_seed(seed)
-        return build_module(program.network, _layer_choices(program, choice))
+        return build_candidate(program, choice, seed)
 
     # 32 real training-split images (the first batch of a seeded shuffle), the same for all
     x = next(iter(digits_loaders(32, seed=seed)[0]))[0].clone()
@@ -153,7 +151,7 @@ def evaluate_architectures(program: Any, archs: list[dict[tuple[str, str], Any]]
     for i, choice in enumerate(archs):
         row: dict[str, Any] = {"id": i, "arch": arch_summary(choice),
                                "choice": {f"{k[0]}.{k[1]}": v for k, v in sorted(choice.items())},
-                               "ops": _op_counts(program, choice), "scores": {}, "ms": {}}
+                               "ops": DeclaredNetwork(program).op_counts(choice), "scores": {}, "ms": {}}
         for name in SCORE_NAMES:
             module = fresh()
             t0 = time.perf_counter()

@@ -62,9 +62,9 @@ def check(file: Path) -> None:
     program = load(file, targets=known)
     loaded_space = program.network.source is not None and bool(program.choices)
     if loaded_space:
-        from nashc.imported import GraphSearch
+        from nashc.imported import LoadedNetwork
 
-        GraphSearch.load(program)  # every space option applied to the graph once
+        LoadedNetwork.load(program)  # every space option applied to the graph once
     print_summary(program)
     if loaded_space:
         click.echo("every option of the space applies to the loaded graph")

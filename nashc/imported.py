@@ -18,23 +18,30 @@ contribution on the scoring batch (`nashc.passes.width`), since nothing is retra
   declare the network in the language, or fine-tune the chosen graph in Brevitas.
 * **hardware**: the same coarse cost model as declared networks (`coarse_fps`), from
   the graph's layers, then FINN lowering and the folding search.
+
+`LoadedNetwork` is this network source behind the pipeline's candidate interface
+(`nashc.candidate.NetworkSource`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 from qonnx.core.modelwrapper import ModelWrapper
 
+from nashc.candidate import Choice, NetworkSource
 from nashc.dsl.ast import Program
 from nashc.dsl.errors import NashcError
 from nashc.passes.costmodel import LayerWork
 from nashc.runtime.golden import SampleRunner
 
-__all__ = ["GraphSearch", "choice_rules", "graph_layer_work", "fidelity", "fidelity_score"]
+__all__ = ["LoadedNetwork", "accuracy", "choice_rules", "graph_layer_work", "fidelity",
+           "fidelity_score", "scoring_batch"]
 
 
 def choice_rules(choice: dict[tuple[str, str], Any]) -> list[tuple[str, str, Any]]:
@@ -109,9 +116,13 @@ def fidelity_score(cos: float, agreement: float, n: int) -> float:
 
 
 @dataclass
-class GraphSearch:
-    """The loaded model and the scoring batch, small enough to send to workers."""
+class LoadedNetwork(NetworkSource):
+    """A network loaded with ``from``: the loaded model and the scoring batch, small
+    enough to send to workers. A candidate is the graph rewritten by `ApplyChoices`
+    (``seed`` plays no part: nothing is initialised), scored by its fidelity to the loaded
+    model, measured (not trained) for accuracy."""
 
+    program: Program
     model_bytes: bytes
     batch: np.ndarray | None = None
     reference: np.ndarray | None = None
@@ -124,7 +135,7 @@ class GraphSearch:
         return state
 
     @classmethod
-    def load(cls, program: Program) -> GraphSearch:
+    def load(cls, program: Program) -> LoadedNetwork:
         """Loads the program's model and checks that its layers are the ones the language
         named (choices refer to them)."""
         from nashc.runtime.load import COMPUTE_OP_TYPES, load_onnx_network
@@ -138,7 +149,7 @@ class GraphSearch:
             raise NashcError(f"{net.source}: layers {', '.join(missing)} of the search space "
                              "are not node names of the cleaned-up graph (unnamed nodes are "
                              f"renamed on loading; its layers: {', '.join(sorted(names))})")
-        search = cls(model.model.SerializeToString())
+        search = cls(program, model.model.SerializeToString())
         search.check_choices(program)
         return search
 
@@ -164,7 +175,11 @@ class GraphSearch:
             self._base = ModelWrapper(onnx.ModelProto.FromString(self.model_bytes))
         return self._base
 
-    def candidate(self, choice: dict[tuple[str, str], Any]) -> ModelWrapper:
+    @property
+    def metric(self) -> str:
+        return "fidelity"
+
+    def candidate(self, choice: Choice) -> ModelWrapper:
         """The loaded graph with ``choice`` applied (a new model)."""
         from nashc.passes.choices import ApplyChoices
 
@@ -186,6 +201,48 @@ class GraphSearch:
         assert self.batch is not None and self.reference is not None
         cos, agreement = fidelity(SampleRunner(model).output(self.batch), self.reference)
         return fidelity_score(cos, agreement, len(self.batch))
+
+    # --- the candidate interface (nashc.candidate.NetworkSource) ----------------------------
+
+    def prepare(self, n: int, seed: int) -> None:
+        self.set_batch(scoring_batch(self.program, self.base(), n, seed))
+
+    def build(self, choice: Choice, seed: int) -> ModelWrapper:
+        return self.candidate(choice)
+
+    def layer_work(self, built: ModelWrapper, choice: Choice) -> list[LayerWork]:
+        return graph_layer_work(built)
+
+    def export(self, choice: Choice, seed: int, path: Path, trained: Any = None) -> ModelWrapper:
+        model = self.candidate(choice)
+        model.save(str(path))
+        return model
+
+    def torch_module(self, choice: Choice, seed: int) -> Any:
+        return None  # a loaded graph has no PyTorch module: no golden level 1
+
+    def accuracy(self, choice: Choice, seed: int, data: Any, label: str = "",
+                 progress: Callable[[str], Any] | None = None) -> tuple[float, Any]:
+        if progress:
+            progress(f"measuring accuracy {label}")
+        return accuracy(self.candidate(choice), data.val), None
+
+    def accuracy_notes(self, data: Any, count: int, seed: int) -> list[str]:
+        base = accuracy(self.base(), data.val)
+        info = data.info
+        notes = [
+            f"accuracy: the loaded model's graph rewritten and measured without fine-tuning on "
+            f"the validation split of {info.dataset}{f' {info.path}' if info.path else ''} "
+            f"({info.val_samples} images); the loaded model itself: {100 * base:.2f}%. "
+            "Fine-tune the chosen design in Brevitas, or declare the network in the language "
+            "to search and train it"]
+        if base < 2.0 / max(info.classes, 2):
+            notes.append(
+                f"the loaded model itself scores {100 * base:.1f}% on {info.dataset} (chance: "
+                f"{100 / max(info.classes, 1):.0f}%): check that it was trained on this data "
+                "and that its input takes pixels in the range given (0..255 for uint8 or an "
+                "unannotated input; a normalisation must be part of the graph)")
+        return notes
 
 
 def accuracy(model: ModelWrapper, loader: Any) -> float:

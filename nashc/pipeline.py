@@ -33,11 +33,18 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from nashc.candidate import (
+    Candidate,
+    Choice,
+    CoarseHardware,
+    NetworkSource,
+    evaluate_candidate,
+    network_source,
+)
 from nashc.dsl.ast import Program
 from nashc.dsl.errors import NashcError
 
@@ -61,31 +68,6 @@ class CompileOptions:
 
 
 @dataclass
-class Candidate:
-    """One architecture through the two stages."""
-
-    choice: dict[tuple[str, str], Any]
-    score: float = float("nan")
-    coarse_fps: float = 0.0
-    coarse_feasible: bool = True
-    fps: float | None = None
-    latency_ms: float | None = None
-    resources: dict[str, float] | None = None
-    feasible: bool | None = None
-    accuracy: float | None = None
-    ops: dict[str, int] = field(default_factory=dict)
-    qonnx_path: Path | None = None
-    dataflow: Any = None  # folded FINN dataflow model
-    lowered: Any = None
-    error: str | None = None
-    module: Any = None  # the trained PyTorch module (step_train), else None
-
-    @property
-    def arch(self) -> dict[str, Any]:
-        return {f"{layer}.{dim}": value for (layer, dim), value in sorted(self.choice.items())}
-
-
-@dataclass
 class CompileState:
     path: Path
     opts: CompileOptions
@@ -95,7 +77,6 @@ class CompileState:
     clock_mhz: float = 0.0
     budget: dict[str, float] = field(default_factory=dict)  # FINN keys
     seed: int = 0
-    batch: Any = None
     candidates: list[Candidate] = field(default_factory=list)
     finalists: list[Candidate] = field(default_factory=list)
     pareto: list[Candidate] = field(default_factory=list)
@@ -109,134 +90,15 @@ class CompileState:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     progress: Callable[[str], Any] | None = None
-    graph: Any = None  # nashc.imported.GraphSearch for a network loaded with `from`
+    source: NetworkSource | None = None  # set by step_parse (`network_source`)
 
-
-# --- helpers ------------------------------------------------------------------------------
-
-
-@dataclass
-class CoarseContext:
-    """What the coarse stage needs, small enough to send to worker processes."""
-
-    program: Program
-    seed: int
-    batch: Any
-    budget: dict[str, float]
-    clock_mhz: float
-    graph: Any = None  # nashc.imported.GraphSearch (networks loaded with `from`)
-
-
-def _build(state: CompileState | CoarseContext, choice: dict[tuple[str, str], Any]) -> Any:
-    """The candidate's PyTorch module with initial weights fixed by the seed, so the same
-    architecture gets the same weights in every stage and every run."""
-    import torch
-
-    from nashc.runtime.build import build_module
-
-    assert state.program is not None
-    torch.manual_seed(state.seed)
-    return build_module(state.program.network, _layer_choices(state.program, choice))
-
-
-def _calibrated(state: CompileState, choice: dict[tuple[str, str], Any]) -> Any:
-    """The candidate's module with BatchNorm statistics calibrated on the scoring batch
-    (`nashc.runtime.build.calibrate_batchnorm`), in eval mode; a `train` section replaces
-    them with trained ones."""
-    from nashc.runtime.build import calibrate_batchnorm
-
-    return calibrate_batchnorm(_build(state, choice), state.batch)
-
-
-def _layer_choices(program: Program, choice: dict[tuple[str, str], Any]) -> dict[str, Any]:
-    from nashc.runtime.build import LayerChoice
-
-    per_layer: dict[str, dict[str, Any]] = {}
-    for (layer, dim), value in choice.items():
-        per_layer.setdefault(layer, {})[dim] = value
-    return {layer: LayerChoice(**kw) for layer, kw in per_layer.items()}
-
-
-def _op_counts(program: Program, choice: dict[tuple[str, str], Any]) -> dict[str, int]:
-    counts = {"conv": 0, "shift": 0, "adder": 0}
-    for layer in program.network.layers:
-        if layer.kind in ("conv", "fc"):
-            counts[str(choice.get((layer.name, "op"), "conv"))] += 1
-    return counts
-
-
-def _input_batch(state: CompileState, n: int) -> Any:
-    """A batch for zero-shot scoring: real digits when the train section says so and the
-    input is 1x8x8, else seeded random values of the input datatype."""
-    import torch
-
-    net = state.program.network  # type: ignore[union-attr]
-    shape = tuple(net.input_shape)
-    train = state.program.file.train  # type: ignore[union-attr]
-    if train is not None and train.dataset == "digits" and shape == (1, 8, 8):
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()
-        rng = np.random.default_rng(state.seed)
-        idx = rng.choice(len(digits.images), size=n, replace=False)
-        x = digits.images[idx].astype(np.float32) * (255.0 / 16.0)
-        return torch.from_numpy(np.round(x)).reshape(n, *shape)
-    gen = torch.Generator().manual_seed(state.seed)
-    dt = net.input_dtype
-    lo, hi = (-(2 ** (dt.bits - 1)), 2 ** (dt.bits - 1) - 1) if dt.signed else (0, 2 ** dt.bits - 1)
-    return torch.randint(lo, hi + 1, (n, *shape), generator=gen).float()
-
-
-def _layer_work(module: Any, batch: Any, bits: dict[str, tuple[int, int]]) -> list[Any]:
-    """MACs per frame and lane limits of every compute layer, read off one forward pass."""
-    import torch
-
-    from nashc.passes.costmodel import LayerWork
-
-    works: list[LayerWork] = []
-    hooks = []
-    layers = module.compute_layers()
-
-    def make_hook(layer: str) -> Callable[..., None]:
-        def hook(mod: Any, inp: Any, out: Any) -> None:
-            name = type(mod).__name__
-            kind = "shift" if name.startswith("Shift") else "adder" if name.startswith(
-                "Adder") else "conv"
-            t = out.value if hasattr(out, "value") else out
-            weight = mod.weight
-            per_out = int(np.prod(weight.shape[1:]))
-            out_ch = int(weight.shape[0])
-            pixels = int(np.prod(t.shape[2:])) if t.dim() == 4 else 1
-            wbits, abits = bits.get(layer, (8, 8))
-            bw = getattr(inp[0], "bit_width", None)
-            if bw is not None:
-                abits = int(float(bw))
-            works.append(LayerWork(layer, kind, per_out * out_ch * pixels,  # type: ignore[arg-type]
-                                   per_out * out_ch, wbits, abits))
-        return hook
-
-    for layer, mod in layers.items():
-        hooks.append(mod.register_forward_hook(make_hook(layer)))
-    try:
-        module.eval()
-        with torch.no_grad():
-            module(batch[:1])
-    finally:
-        for h in hooks:
-            h.remove()
-    return works
-
-
-def _weight_bits(program: Program, choice: dict[tuple[str, str], Any]) -> dict[str, tuple[int, int]]:
-    out = {}
-    for layer in program.network.layers:
-        if layer.kind not in ("conv", "fc"):
-            continue
-        wb = int(choice.get((layer.name, "wbits"), layer.weights.bits if layer.weights else 8))
-        ab = int(choice.get((layer.name, "abits"),
-                            layer.activations.bits if layer.activations else 8))
-        out[layer.name] = (wb, ab)
-    return out
+    @property
+    def network(self) -> NetworkSource:
+        """The program's network source (made on first use when step_parse did not run)."""
+        if self.source is None:
+            assert self.program is not None
+            self.source = network_source(self.program)
+        return self.source
 
 
 # --- steps -------------------------------------------------------------------------------
@@ -262,51 +124,20 @@ def step_parse(state: CompileState) -> None:
     search = program.file.search
     state.seed = state.opts.seed if state.opts.seed is not None else (
         search.seed if search is not None else 0)
-    if program.network.source is not None:
-        from nashc.imported import GraphSearch
-
-        state.graph = GraphSearch.load(program)
+    state.source = network_source(program)
 
 
-def _evaluate_coarse(state: CompileState | CoarseContext,
-                     choice: dict[tuple[str, str], Any]) -> Candidate:
-    """One candidate's score and coarse fps bound: the built module's zero-shot score and
-    layer work from a forward pass, or, for a network loaded with `from`, the rewritten
-    graph's fidelity to the loaded model and its layers' work (`nashc.imported`)."""
-    from nashc.passes.costmodel import coarse_fps
-    from nashc.passes.zeroshot import SCORES
-
-    program = state.program
-    assert program is not None
-    cand = Candidate(dict(choice), ops=_op_counts(program, choice))
-    if state.graph is not None:
-        from nashc.imported import graph_layer_work
-
-        model = state.graph.candidate(choice)
-        cand.score = state.graph.score(model)
-        works = graph_layer_work(model)
-    else:
-        module = _build(state, choice)
-        metric = program.file.search.metric if program.file.search is not None else "zero_shot"
-        cand.score = float(SCORES.get(metric, SCORES["zero_shot"])(module, state.batch))
-        works = _layer_work(module, state.batch, _weight_bits(program, choice))
-    shape = program.network.input_shape
-    pixels = int(shape[1] * shape[2]) if shape is not None else 1
-    fps, _ = coarse_fps(works, state.budget["LUT"], state.budget["DSP"], state.clock_mhz,
-                        input_pixels=pixels)
-    cand.coarse_fps = fps
-    hw = program.file.hardware
-    if hw is not None and hw.fps_min is not None and fps < hw.fps_min:
-        cand.coarse_feasible = False
-    if not math.isfinite(cand.score):
-        cand.score = -1e9
-    return cand
+def _hardware(state: CompileState) -> CoarseHardware:
+    assert state.program is not None
+    hw = state.program.file.hardware
+    return CoarseHardware(state.budget["LUT"], state.budget["DSP"], state.clock_mhz,
+                          hw.fps_min if hw is not None else None)
 
 
-_WORKER: CoarseContext | None = None
+_WORKER: Callable[[Choice], Candidate] | None = None
 
 
-def _worker_init(ctx: CoarseContext) -> None:
+def _worker_init(evaluate: Callable[[Choice], Candidate]) -> None:
     import logging as _logging
     import warnings
 
@@ -318,22 +149,24 @@ def _worker_init(ctx: CoarseContext) -> None:
     # after `import torch`, which configures its own loggers
     for name in ("finn", "finn_logger", "qonnx", "brevitas", "torch"):
         _logging.getLogger(name).setLevel(_logging.ERROR)
-    _WORKER = ctx
+    _WORKER = evaluate
 
 
-def _worker_eval(choice: dict[tuple[str, str], Any]) -> Candidate:
+def _worker_eval(choice: Choice) -> Candidate:
     assert _WORKER is not None
-    return _evaluate_coarse(_WORKER, choice)
+    return _WORKER(choice)
 
 
 class CoarseEvaluator:
-    """Scores batches of candidates, in `jobs` worker processes when jobs > 1.
+    """Maps `evaluate` (a picklable function of one choice, e.g.
+    ``partial(evaluate_candidate, source, seed=..., hardware=...)``) over batches of
+    choices, in `jobs` worker processes when jobs > 1.
 
     Workers run single-threaded PyTorch; every candidate's weights and scoring batch are
     fixed by the seed, so results do not depend on which worker evaluates it."""
 
-    def __init__(self, ctx: CoarseContext, jobs: int) -> None:
-        self.ctx = ctx
+    def __init__(self, evaluate: Callable[[Choice], Candidate], jobs: int) -> None:
+        self.evaluate = evaluate
         self.pool = None
         if jobs > 1:
             import multiprocessing
@@ -341,9 +174,9 @@ class CoarseEvaluator:
 
             self.pool = ProcessPoolExecutor(max_workers=jobs,
                                             mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_worker_init, initargs=(ctx,))
+                                            initializer=_worker_init, initargs=(evaluate,))
 
-    def __call__(self, choices: list[dict[tuple[str, str], Any]]) -> list[Candidate]:
+    def __call__(self, choices: list[Choice]) -> list[Candidate]:
         if self.pool is None:
             import torch
 
@@ -351,7 +184,7 @@ class CoarseEvaluator:
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             try:
-                return [_evaluate_coarse(self.ctx, c) for c in choices]
+                return [self.evaluate(c) for c in choices]
             finally:
                 torch.set_num_threads(threads)
         return list(self.pool.map(_worker_eval, choices))
@@ -375,23 +208,17 @@ def step_search(state: CompileState) -> None:
     program = state.program
     assert program is not None
     search = program.file.search
-    batch_n = search.metric_batch if search is not None else 32
-    if state.graph is not None:
-        from nashc.imported import scoring_batch
-
-        state.graph.set_batch(scoring_batch(program, state.graph.base(), batch_n, state.seed))
-    else:
-        state.batch = _input_batch(state, batch_n)
-    ctx = CoarseContext(program, state.seed, state.batch, state.budget, state.clock_mhz,
-                        state.graph)
+    source = state.network
+    source.prepare(search.metric_batch if search is not None else 32, state.seed)
     t0 = time.perf_counter()
     deadline = (time.monotonic() + state.opts.search_seconds
                 if state.opts.search_seconds is not None else None)
-    choices = {k: tuple(v) for k, v in program.choices.items()}
+    choices = source.choices()
     jobs = _jobs(state.opts) if len(choices) else 1
-    evaluator = CoarseEvaluator(ctx, jobs)
+    evaluator = CoarseEvaluator(partial(evaluate_candidate, source, seed=state.seed,
+                                        hardware=_hardware(state)), jobs)
 
-    def evaluate_many(batch: list[dict[tuple[str, str], Any]]) -> list[Evaluation]:
+    def evaluate_many(batch: list[Choice]) -> list[Evaluation]:
         cands = evaluator(batch)
         state.candidates.extend(cands)
         if state.progress and cands:
@@ -443,24 +270,15 @@ def _survivors(state: CompileState) -> list[Candidate]:
 
 
 def _finn_stage(state: CompileState, cand: Candidate, idx: int, module: Any = None) -> None:
-    """Exports the candidate (`module`, e.g. trained; default: its calibrated module) to
-    QONNX, lowers it through FINN and folds it inside the budget."""
-    from nashc.runtime.build import export_qonnx_model
+    """Exports the candidate (`module`: a trained module; default: the source's own
+    export) to QONNX, lowers it through FINN and folds it inside the budget."""
     from nashc.targets.estimate import estimate
     from nashc.targets.lower import lower_to_hw
 
-    program = state.program
-    assert program is not None
     steps_dir = state.workdir / "steps" / f"candidate_{idx:02d}"
     steps_dir.mkdir(parents=True, exist_ok=True)
     qpath = steps_dir / "qonnx.onnx"
-    if state.graph is not None:
-        model = state.graph.candidate(cand.choice)
-        model.save(str(qpath))
-    else:
-        if module is None:
-            module = _calibrated(state, cand.choice)
-        model = export_qonnx_model(module, program.network, qpath)
+    model = state.network.export(cand.choice, state.seed, qpath, trained=module)
     cand.qonnx_path = qpath
     extra = _hybrid_steps()
     lowered = lower_to_hw(model, state.board, state.clock_mhz, extra,
@@ -536,82 +354,41 @@ def step_accelerator_search(state: CompileState) -> None:
 
 
 def step_train(state: CompileState) -> None:
-    """Trains the lowered finalists with the file's `train` section (Brevitas QAT, see
-    `nashc.training`) and sets `accuracy` to the measured validation accuracy after the
-    last epoch; each trained module is exported again to the candidate's QONNX file and
-    lowered/folded again, so the design carries trained weights, and is kept on the
-    candidate for `step_verify`. Without a train section nothing happens; a data set that
-    cannot feed the network (e.g. 8x8 digits for a 3x32x32 input) is a note, not an
-    error, and accuracies stay None. Missing or malformed data is an error. A network
-    loaded with `from` is measured, not trained (`_measure_graph_accuracy`)."""
+    """Sets the finalists' `accuracy` with the file's `train` section: a declared network's
+    finalists are trained (Brevitas QAT, `nashc.training`), exported again with their
+    trained weights and lowered/folded again, and the trained module is kept for
+    `step_verify`; a network loaded with `from` is measured as it is (no PyTorch module to
+    train). Without a train section nothing happens; a data set that cannot feed the
+    network (e.g. 8x8 digits for a 3x32x32 input) is a note, not an error, and accuracies
+    stay None. Missing or malformed data is an error."""
     from nashc.runtime.data import DatasetMismatch
-    from nashc.training import prepare_data, train_candidate
+    from nashc.training import prepare_data
 
     program = state.program
     assert program is not None
-    section = program.file.train
-    if section is None:
+    if program.file.train is None:
         return
     try:
         data = prepare_data(program, state.seed)
     except DatasetMismatch as err:
         state.notes.append(f"train section skipped: {err}; accuracies are not reported")
         return
-    if state.graph is not None:
-        _measure_graph_accuracy(state, data)
-        return
+    source = state.network
     todo = [(i, c) for i, c in enumerate(state.finalists) if c.error is None]
     for n, (i, cand) in enumerate(todo):
-        label = f"training {n + 1}/{len(todo)}"
-
-        def on_epoch(epoch: int, loss: float, acc: float | None, label: str = label) -> None:
-            if state.progress:
-                state.progress(f"{label}: epoch {epoch + 1}/{section.epochs} loss {loss:.3f}"
-                               + ("" if acc is None else f" val acc {100 * acc:.1f}%"))
-
-        module, result = train_candidate(program, cand.choice, state.seed, data=data,
-                                         on_epoch=on_epoch)
-        cand.accuracy = float(result.val_accuracy[-1])
-        cand.module = module
+        acc, trained = source.accuracy(cand.choice, state.seed, data,
+                                       label=f"{n + 1}/{len(todo)}", progress=state.progress)
+        cand.accuracy = acc
+        if trained is None:
+            continue
+        cand.module = trained
         try:
-            _finn_stage(state, cand, i, module=module)
+            _finn_stage(state, cand, i, module=trained)
         except NashcError as err:
             cand.error = str(err)
             cand.feasible = False
             state.notes.append(f"candidate {cand.arch} was not lowered after training: {err}")
-    info = data.info
-    state.notes.append(
-        f"accuracy: validation accuracy measured after training {len(todo)} finalists for "
-        f"{section.epochs} epoch{'s' if section.epochs != 1 else ''} on {info.dataset}"
-        f"{f' {info.path}' if info.path else ''} ({info.train_samples} training / "
-        f"{info.val_samples} validation images, batch {section.batch}, lr {section.lr:g}, "
-        f"seed {state.seed})")
-
-
-def _measure_graph_accuracy(state: CompileState, data: Any) -> None:
-    """Networks loaded with `from`: the finalists' validation accuracy on `data` without
-    fine-tuning (there is no PyTorch module to train), and the loaded model's own."""
-    from nashc.imported import accuracy
-
-    base = accuracy(state.graph.base(), data.val)
-    todo = [c for c in state.finalists if c.error is None]
-    for n, cand in enumerate(todo):
-        if state.progress:
-            state.progress(f"measuring accuracy {n + 1}/{len(todo)}")
-        cand.accuracy = accuracy(state.graph.candidate(cand.choice), data.val)
-    info = data.info
-    state.notes.append(
-        f"accuracy: the loaded model's graph rewritten and measured without fine-tuning on "
-        f"the validation split of {info.dataset}{f' {info.path}' if info.path else ''} "
-        f"({info.val_samples} images); the loaded model itself: {100 * base:.2f}%. "
-        "Fine-tune the chosen design in Brevitas, or declare the network in the language "
-        "to search and train it")
-    if base < 2.0 / max(info.classes, 2):
-        state.notes.append(
-            f"the loaded model itself scores {100 * base:.1f}% on {info.dataset} (chance: "
-            f"{100 / max(info.classes, 1):.0f}%): check that it was trained on this data "
-            "and that its input takes pixels in the range given (0..255 for uint8 or an "
-            "unannotated input; a normalisation must be part of the graph)")
+    state.notes.extend(source.accuracy_notes(data, len(todo), state.seed))
 
 
 def _overrun(state: CompileState) -> str:
@@ -628,6 +405,11 @@ def _overrun(state: CompileState) -> str:
     return f" (the closest design needs {best[1]})" if best else ""
 
 
+def _quality(cand: Candidate) -> float:
+    """The measured accuracy when there is one (0.0 included), else the score."""
+    return cand.accuracy if cand.accuracy is not None else cand.score
+
+
 def step_pareto(state: CompileState) -> None:
     from nashc.passes.nas import pareto_front
 
@@ -638,8 +420,7 @@ def step_pareto(state: CompileState) -> None:
         raise NashcError("no candidate fits the budget on the target even with the slowest "
                          "folding; raise the budget or shrink the space"
                          + _overrun(state))
-    idx = pareto_front([(c.accuracy if c.accuracy is not None else c.score, c.fps or 0.0)
-                        for c in ok])
+    idx = pareto_front([(_quality(c), c.fps or 0.0) for c in ok])
     keep = program.file.search.keep_pareto if program.file.search is not None else 8
     state.pareto = [ok[i] for i in idx][:keep]
     hw = program.file.hardware
@@ -652,7 +433,7 @@ def step_pareto(state: CompileState) -> None:
                            "design is reported as chosen")
     pool = meets or list(range(len(state.pareto)))
     # the best-scoring design that meets the requirements
-    state.chosen = max(pool, key=lambda i: (state.pareto[i].accuracy or state.pareto[i].score,
+    state.chosen = max(pool, key=lambda i: (_quality(state.pareto[i]),
                                             state.pareto[i].fps or 0.0)) if meets else max(
         pool, key=lambda i: state.pareto[i].fps or 0.0)
 
@@ -713,10 +494,10 @@ def step_verify(state: CompileState) -> None:
     assert state.chosen is not None and state.program is not None
     chosen = state.pareto[state.chosen]
     model = load_model(str(chosen.qonnx_path))
-    # level 1: the same seed and batch rebuild the module whose weights were exported
-    module = getattr(chosen, "module", None)  # trained by step_train
-    if module is None and state.graph is None:  # a loaded graph has no module: no level 1
-        module = _calibrated(state, chosen.choice)
+    # level 1: the trained module (step_train), else the one the source exported
+    module = chosen.module
+    if module is None:
+        module = state.network.torch_module(chosen.choice, state.seed)
     result = compare_levels(model, module, seed=state.seed)
     golden = result.to_json()
     try:
@@ -752,8 +533,7 @@ def step_report(state: CompileState) -> None:
         budget={k: (v if math.isfinite(v) else None) for k, v in budget.items()},  # type: ignore[misc]
         search={
             "strategy": search.strategy if search else "evolution",
-            "metric": ("fidelity" if state.graph is not None else
-                       search.metric if search else "zero_shot"),
+            "metric": state.network.metric,
             "accelerator": search.accelerator if search else "coarse_to_fine",
             "seed": state.seed,
             "space_size": program.space_size,

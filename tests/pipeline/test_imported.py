@@ -13,10 +13,10 @@ import pytest
 import torch
 from qonnx.core.modelwrapper import ModelWrapper
 
+from nashc.candidate import module_layer_work, weight_bits
 from nashc.dsl import load
 from nashc.dsl.errors import NashcError
-from nashc.imported import GraphSearch, choice_rules, fidelity, graph_layer_work
-from nashc.pipeline import _layer_work, _weight_bits
+from nashc.imported import LoadedNetwork, choice_rules, fidelity, graph_layer_work
 from nashc.runtime.build import LayerChoice, build_module, export_qonnx_model
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -62,7 +62,7 @@ def test_graph_cost_model_matches_the_module(tmp_path, choice):
     batch = torch.randint(0, 256, (2, 3, 8, 8)).float()
     flat = {(k, d): getattr(c, d) for k, c in choice.items()
             for d in ("wbits", "abits") if getattr(c, d) is not None}
-    from_module = _layer_work(module, batch, _weight_bits(program, flat))
+    from_module = module_layer_work(module, batch, weight_bits(program, flat))
     from_graph = graph_layer_work(model)
     assert sorted(from_graph, key=repr) == sorted(from_module, key=repr)
 
@@ -75,7 +75,7 @@ def _example(tmp_path: Path) -> Path:
 
 def test_graph_candidates_apply_the_choices(tmp_path):
     program = load(_example(tmp_path))
-    gs = GraphSearch.load(program)
+    gs = LoadedNetwork.load(program)
     model = gs.candidate({("fc0", "width"): 0.25, ("fc1", "width"): 0.5,
                           ("fc1", "op"): "shift", ("fc0", "wbits"): 2})
     works = {w.name: w for w in graph_layer_work(model)}
@@ -92,7 +92,7 @@ def test_layers_missing_from_the_graph_are_named(tmp_path):
     bad = type(program)(program.file, program.network,
                         {("nope", "wbits"): (2, 4), **program.choices})
     with pytest.raises(NashcError, match="layers nope of the search space"):
-        GraphSearch.load(bad)
+        LoadedNetwork.load(bad)
 
 
 @pytest.mark.finn

@@ -66,11 +66,11 @@ def _onnxruntime_accuracy(model_path: Path, loader) -> float:
 
 
 def test_build_candidate_matches_the_pipeline(program) -> None:
-    from nashc.pipeline import CoarseContext, _build
+    from nashc.candidate import DeclaredNetwork
 
     choice = {("fc1", "op"): "shift", ("fc0", "wbits"): 2}
     ours = build_candidate(program, choice, seed=3).state_dict()
-    theirs = _build(CoarseContext(program, 3, None, {}, 0.0), choice).state_dict()
+    theirs = DeclaredNetwork(program).build(choice, 3).state_dict()
     assert ours.keys() == theirs.keys()
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)
 
