@@ -16,6 +16,7 @@ demo: setup
 
 lint: setup
 	$(VENV)/ruff check .
+	bash scripts/mypy-tree.sh
 	$(VENV)/mypy
 
 test: lint

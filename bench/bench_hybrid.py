@@ -115,6 +115,7 @@ def op_swap_control(hybrid: dict[str, Any], nash: Path, workdir: Path,
     does (same seed, data, epochs, budget). Separates the gain of the op from the gain of
     the other choices the hybrid search happened to make."""
     from nashc.pipeline import Candidate, CompileOptions, CompileState, _finn_stage, step_parse
+    from nashc.targets.boards import report_keys
     from nashc.training import prepare_data, train_candidate
 
     state = CompileState(path=nash, opts=CompileOptions(progress=False), workdir=workdir)
@@ -133,7 +134,7 @@ def op_swap_control(hybrid: dict[str, Any], nash: Path, workdir: Path,
         _finn_stage(state, cand, i, module=module)
         out.append({"hybrid": p, "conv_accuracy": float(result.val_accuracy[-1]),
                     "conv_fps": cand.fps, "conv_feasible": cand.feasible,
-                    "conv_resources": cand.resources})
+                    "conv_resources": report_keys(cand.resources) if cand.resources else None})
     return out
 
 

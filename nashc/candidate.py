@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from nashc.dsl.ast import Program
-from nashc.passes.costmodel import LayerWork, coarse_fps
+from nashc.passes.costmodel import LayerWork, OpKind, coarse_fps
 
 __all__ = [
     "Candidate",
@@ -327,7 +327,7 @@ def module_layer_work(module: Any, batch: Any, bits: dict[str, tuple[int, int]]
     def make_hook(layer: str) -> Callable[..., None]:
         def hook(mod: Any, inp: Any, out: Any) -> None:
             name = type(mod).__name__
-            kind = "shift" if name.startswith("Shift") else "adder" if name.startswith(
+            kind: OpKind = "shift" if name.startswith("Shift") else "adder" if name.startswith(
                 "Adder") else "conv"
             t = out.value if hasattr(out, "value") else out
             weight = mod.weight

@@ -206,6 +206,7 @@ def estimate(model: Path, target: str, fps: float | None, budget: str | None,
     from rich.console import Console
     from rich.table import Table
 
+    from nashc.targets.boards import RESOURCE_KEYS
     from nashc.targets.estimate import device_utilisation, estimate_model_file
     from nashc.targets.handoff import missing_synthesis_tools, run_finn_build
 
@@ -236,12 +237,12 @@ def estimate(model: Path, target: str, fps: float | None, budget: str | None,
     avail = board.resources
     table.add_section()
     table.add_row("total", "", "", "", f"max {est.max_cycles}",
-                  *(num(est.totals[k]) for k in ("LUT", "BRAM_18K", "URAM", "DSP")))
+                  *(num(est.totals[k]) for k in RESOURCE_KEYS))
     table.add_row(f"{board.name}", "", "", "", "",
                   *(num(v) for v in (avail.lut, avail.bram18, avail.uram, avail.dsp)))
     table.add_row("used", "", "", "", "",
                   *("?" if util[k] is None else f"{util[k]:.2f}%"
-                    for k in ("LUT", "BRAM_18K", "URAM", "DSP")))
+                    for k in RESOURCE_KEYS))
     console.print(table)
     console.print(f"estimated throughput {est.estimated_throughput_fps:,.1f} fps, "
                   f"latency {est.estimated_latency_ns / 1e3:,.1f} us "

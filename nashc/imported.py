@@ -81,12 +81,12 @@ def graph_layer_work(model: ModelWrapper) -> list[LayerWork]:
     """MACs per frame and lane limits of every compute layer of a QONNX graph."""
     from nashc.passes.choices import layer_summary
     from nashc.passes.graph import weight_values
-    from nashc.passes.width import LAYER_OPS
+    from nashc.runtime.load import COMPUTE_OP_TYPES
 
     summary = layer_summary(model)
     works = []
     for node in model.graph.node:
-        if node.op_type not in LAYER_OPS:
+        if node.op_type not in COMPUTE_OP_TYPES:
             continue
         w, _ = weight_values(model, node.input[1])
         shape = model.get_tensor_shape(node.output[0]) or []

@@ -47,6 +47,7 @@ from nashc.candidate import (
 )
 from nashc.dsl.ast import Program
 from nashc.dsl.errors import NashcError
+from nashc.targets.boards import RESOURCE_KEYS, report_keys
 
 __all__ = ["CompileOptions", "CompileState", "STEPS", "compile_file"]
 
@@ -116,11 +117,7 @@ def step_parse(state: CompileState) -> None:
     state.board = board
     state.clock_mhz = float(hw.clock_mhz if hw is not None and hw.clock_mhz
                             else board.default_clock_mhz)
-    res = budget_to_absolute(board, hw.budget if hw is not None else ())
-    state.budget = {"LUT": float(res.lut if res.lut is not None else math.inf),
-                    "BRAM_18K": float(res.bram18 if res.bram18 is not None else math.inf),
-                    "URAM": float(res.uram if res.uram is not None else math.inf),
-                    "DSP": float(res.dsp if res.dsp is not None else math.inf)}
+    state.budget = budget_to_absolute(board, hw.budget if hw is not None else ()).finn()
     search = program.file.search
     state.seed = state.opts.seed if state.opts.seed is not None else (
         search.seed if search is not None else 0)
@@ -294,13 +291,8 @@ def _finn_stage(state: CompileState, cand: Candidate, idx: int, module: Any = No
     cand.latency_ms = est.estimated_latency_ns / 1e6
     # the whole design FINN builds: layers, DWCs, FIFOs, deep FIFOs (targets.folding)
     total = search.result.resources if search.result is not None else est.totals
-    cand.resources = _resource_dict(total)
+    cand.resources = {k: float(total[k]) for k in RESOURCE_KEYS}
     cand.feasible = bool(search.result is not None and search.result.feasible)
-
-
-def _resource_dict(total: dict[str, float]) -> dict[str, float]:
-    return {"lut": total["LUT"], "bram18": total["BRAM_18K"], "uram": total["URAM"],
-            "dsp": total["DSP"]}
 
 
 def _accelerator(state: CompileState) -> str:
@@ -329,10 +321,8 @@ def _folding(state: CompileState, accelerator: str, tuned: bool = True) -> Any:
 
 
 def _hybrid_steps() -> list[Any]:
-    try:
-        from nashc.targets.hybrid_lowering import hybrid_extra_steps
-    except ImportError:  # pragma: no cover - the hybrid lowering ships with nashc
-        return []
+    from nashc.targets.hybrid_lowering import hybrid_extra_steps
+
     return list(hybrid_extra_steps())
 
 
@@ -393,13 +383,12 @@ def step_train(state: CompileState) -> None:
 
 def _overrun(state: CompileState) -> str:
     """Which resources the least demanding lowered finalist needs beyond the budget."""
-    keys = (("LUT", "lut"), ("BRAM_18K", "bram18"), ("URAM", "uram"), ("DSP", "dsp"))
     best: tuple[int, str] | None = None
     for cand in state.finalists:
         if cand.resources is None:
             continue
-        over = [f"{name} {cand.resources[k]:,.0f} > {state.budget[name]:,.0f}"
-                for name, k in keys if cand.resources[k] > state.budget[name]]
+        over = [f"{k} {cand.resources[k]:,.0f} > {state.budget[k]:,.0f}"
+                for k in RESOURCE_KEYS if cand.resources[k] > state.budget[k]]
         if over and (best is None or len(over) < best[0]):
             best = (len(over), ", ".join(over))
     return f" (the closest design needs {best[1]})" if best else ""
@@ -456,7 +445,7 @@ def step_baseline(state: CompileState) -> None:
         "setfolding_options": getattr(base, "knobs", None),
         "fps": est.estimated_throughput_fps,
         "latency_ms": est.estimated_latency_ns / 1e6,
-        "resources": _resource_dict(base.result.resources),
+        "resources": report_keys(base.result.resources),
         "fits_budget": bool(base.result.feasible),
     }
     # FINN at its defaults (only the target searched) beside FINN tuned
@@ -465,7 +454,7 @@ def step_baseline(state: CompileState) -> None:
     assert defaults.result is not None
     state.baseline["finn_defaults"] = {
         "fps": defaults.result.fps(state.clock_mhz) if defaults.result.feasible else 0.0,
-        "resources": _resource_dict(defaults.result.resources),
+        "resources": report_keys(defaults.result.resources),
         "fits_budget": bool(defaults.result.feasible),
         "setfolding_options": defaults.knobs,
     }
@@ -480,8 +469,8 @@ def _design_check(state: CompileState, dataflow: Any) -> dict[str, Any]:
 
     check = confirm_design(dataflow, state.board.part, state.budget)
     out = {"fits": check["fits"], "problems": check["problems"],
-           "resources": _resource_dict(check["resources"]),
-           "estimated": _resource_dict(check["estimated"]), "dwcs": check["dwcs"],
+           "resources": report_keys(check["resources"]),
+           "estimated": report_keys(check["estimated"]), "dwcs": check["dwcs"],
            "fifos": check["fifos"], "deep_fifos": check["deep_fifos"]}
     for problem in check["problems"]:
         state.notes.append(f"design check (FINN's InsertDWC/InsertFIFO): {problem}")
@@ -490,6 +479,7 @@ def _design_check(state: CompileState, dataflow: Any) -> dict[str, Any]:
 
 def step_verify(state: CompileState) -> None:
     from nashc.runtime.golden import compare_levels, load_model
+    from nashc.targets.verify import verify_dataflow
 
     assert state.chosen is not None and state.program is not None
     chosen = state.pareto[state.chosen]
@@ -500,15 +490,11 @@ def step_verify(state: CompileState) -> None:
         module = state.network.torch_module(chosen.choice, state.seed)
     result = compare_levels(model, module, seed=state.seed)
     golden = result.to_json()
-    try:
-        from nashc.targets.verify import verify_dataflow
-    except ImportError:
-        verify_dataflow = None
-    if verify_dataflow is not None:
-        diff, ok = verify_dataflow(model, chosen.lowered, state.seed)
-        golden["levels"].append({"name": "finn-dataflow-vs-qonnx", "max_abs_diff": float(diff),
-                                 "ok": bool(ok)})
-        golden["ok"] = bool(golden["ok"] and ok)
+    # level 3: FINN's python execution of the folded dataflow graph
+    diff, ok = verify_dataflow(model, chosen.lowered, state.seed)
+    golden["levels"].append({"name": "finn-dataflow-vs-qonnx", "max_abs_diff": float(diff),
+                             "ok": bool(ok)})
+    golden["ok"] = bool(golden["ok"] and ok)
     state.golden = golden
 
 
@@ -521,10 +507,10 @@ def step_report(state: CompileState) -> None:
     assert program is not None and state.chosen is not None
     out = state.workdir
     points = [ParetoPoint(arch=c.arch, score=c.score, accuracy=c.accuracy, fps=c.fps or 0.0,
-                          latency_ms=c.latency_ms or 0.0, resources=c.resources or {},
+                          latency_ms=c.latency_ms or 0.0,
+                          resources=report_keys(c.resources) if c.resources else {},
                           ops=c.ops, coarse_fps=c.coarse_fps) for c in state.pareto]
-    budget = {"lut": state.budget["LUT"], "bram18": state.budget["BRAM_18K"],
-              "uram": state.budget["URAM"], "dsp": state.budget["DSP"]}
+    budget = report_keys(state.budget)
     search = program.file.search
     hw = program.file.hardware
     result = CompileResult(

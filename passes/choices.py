@@ -132,11 +132,12 @@ class ApplyChoices(Transformation):
 def layer_summary(model: ModelWrapper) -> dict[str, tuple[str, int, int | None]]:
     """Layer name -> (op type, output channels, weight bits) for the graph's layers."""
     from nashc.passes.graph import quant_bits, weight_values
-    from nashc.passes.width import LAYER_OPS, _out_axis
+    from nashc.passes.width import _out_axis
+    from nashc.runtime.load import COMPUTE_OP_TYPES
 
     out: dict[str, tuple[str, int, int | None]] = {}
     for node in model.graph.node:
-        if node.op_type not in LAYER_OPS:
+        if node.op_type not in COMPUTE_OP_TYPES:
             continue
         w, quant = weight_values(model, node.input[1])
         bits = next((a.i for a in node.attribute if a.name == "weight_bits"), None)

@@ -29,7 +29,7 @@ same number of cycles II, layer l needs MACs_l / II lanes, so
 II >= sum_l MACs_l * lane_luts_l / LUT_budget (DSP-mapped multiplier lanes moved to the
 DSP budget first), II >= max_l MACs_l / max_lanes_l (a layer cannot use more lanes than it
 has weights per output pixel times output channels, nor a weight stream wider than FINN's
-8191 bits), and II >= H x W of the input (one pixel per cycle enters the first layer). It ignores memories and
+`MAX_ALLOWED_AP_INT_W` = 8191 bits), and II >= H x W of the input (one pixel per cycle enters the first layer). It ignores memories and
 control overhead (FINN's c0 = 300 LUTs per layer is added), so it is an optimistic
 bound used to rank and prune candidates before the fine stage (FINN estimates plus the
 folding search) decides.
@@ -41,6 +41,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+from finn.util.basic import MAX_ALLOWED_AP_INT_W
 
 __all__ = [
     "ENERGY_PJ",
@@ -99,9 +101,9 @@ class LayerWork:
     abits: int
 
 
-#: FINN's widest HLS weight stream (finn.util.basic.MAX_ALLOWED_AP_INT_W): PE * SIMD * W
-#: of an MVAU with streamed weights must not exceed it.
-MAX_WEIGHT_STREAM_BITS = 8191
+#: FINN's widest HLS weight stream: PE * SIMD * W of an MVAU with streamed weights must not
+#: exceed it.
+MAX_WEIGHT_STREAM_BITS = MAX_ALLOWED_AP_INT_W
 
 
 def _max_lanes(w: LayerWork) -> int:

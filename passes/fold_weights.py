@@ -13,10 +13,8 @@ What exists elsewhere and is reused or left alone:
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-from onnx import NodeProto, helper
+from onnx import NodeProto
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
@@ -24,12 +22,9 @@ from qonnx.transformation.base import Transformation
 from qonnx.transformation.fold_constants import FoldConstantsFiltered
 
 from nashc.passes.graph import QUANT_DOMAINS, PassError, record_metadata
+from nashc.runtime.load import node_attrs
 
 __all__ = ["FoldBatchNormIntoConv", "FoldWeightQuantToFloat"]
-
-
-def _attrs(node: NodeProto) -> dict[str, Any]:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
 class FoldBatchNormIntoConv(Transformation):
@@ -52,7 +47,7 @@ class FoldBatchNormIntoConv(Transformation):
             if w is None or any(p is None for p in params):
                 continue
             gamma, beta, mean, var = (np.asarray(p, dtype=np.float64) for p in params)
-            eps = float(_attrs(bn).get("epsilon", 1e-5))
+            eps = float(node_attrs(bn).get("epsilon", 1e-5))
             f = gamma / np.sqrt(var + eps)
             has_b = len(node.input) > 2 and node.input[2] != ""
             b0 = model.get_initializer(node.input[2]) if has_b else None
@@ -63,7 +58,7 @@ class FoldBatchNormIntoConv(Transformation):
                 w_new = w.astype(np.float64) * f.reshape(-1, 1, 1, 1)
                 b = np.zeros_like(f) if b0 is None else np.asarray(b0, np.float64)
             else:
-                a = _attrs(node)
+                a = node_attrs(node)
                 if int(a.get("transA", 0)):
                     continue
                 alpha, gbeta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))

@@ -19,17 +19,13 @@ from qonnx.custom_op.general.quant import max_int
 from qonnx.transformation.base import Transformation
 
 from nashc.passes.graph import PassError, input_grid_scale, record_metadata, select_nodes
-from nashc.runtime.load import COMPUTE_OP_TYPES
+from nashc.runtime.load import COMPUTE_OP_TYPES, node_attrs
 from nashc.runtime.ops import DOMAIN, to_adder_weights, to_shift_weights
 
 __all__ = ["SetWeightBits", "SetActivationBits", "requantize_quant_node"]
 
 # ops between a layer and the Quant of its output activation
 ACT_PATH = ("BatchNormalization", "Relu", "Add", "Mul", "Sub", "Div", "Identity", "MaxPool")
-
-
-def _attrs(node: NodeProto) -> dict[str, Any]:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
 def requantize_quant_node(model: ModelWrapper, quant: NodeProto, bits: int) -> dict[str, Any]:
@@ -44,7 +40,7 @@ def requantize_quant_node(model: ModelWrapper, quant: NodeProto, bits: int) -> d
     if old_bw is None or scale is None:
         raise PassError(f"node {quant.name!r} (Quant): scale and bit width must be constant")
     old = int(np.asarray(old_bw))
-    a = _attrs(quant)
+    a = node_attrs(quant)
     signed, narrow = int(a.get("signed", 1)), int(a.get("narrow", 0))
     ratio = float(max_int(signed, narrow, old)) / float(max_int(signed, narrow, bits))
     new_scale = (np.asarray(scale, dtype=np.float32) * np.float32(ratio)).astype(np.float32)

@@ -73,13 +73,13 @@ from nashc.passes.graph import (
     select_nodes,
     weight_values,
 )
+from nashc.runtime.load import COMPUTE_OP_TYPES
 
 __all__ = ["ChannelGroup", "channel_groups", "layer_inputs", "SliceChannels",
            "SetChannelWidth"]
 
 CONV_OPS = ("Conv", "ShiftConv", "AdderConv")
 FC_OPS = ("Gemm", "MatMul", "ShiftMatMul", "AdderMatMul")
-LAYER_OPS = CONV_OPS + FC_OPS
 # ops whose output carries their first input's channels unchanged
 CHANNELWISE = ("BatchNormalization", "Relu", "Clip", "Sigmoid", "Tanh", "Identity", "Neg",
                "Abs", "Floor", "Ceil", "Round", "Sign", "LeakyRelu", "Quant",
@@ -220,7 +220,7 @@ def _analyse(model: ModelWrapper) -> _Analysis:
     for node in model.graph.node:
         ins = [(k, t, an.tensors[t]) for k, t in enumerate(node.input) if t in an.tensors]
         op = node.op_type
-        if op in LAYER_OPS:
+        if op in COMPUTE_OP_TYPES:
             wshape = _weight_shape(model, node)
             if _is_depthwise(node, wshape) and ins and ins[0][0] == 0:
                 chan = ins[0][2]
@@ -313,7 +313,7 @@ def _params_of(model: ModelWrapper, node: NodeProto, an: _Analysis, chan: _Chan,
             if val.shape[0] > 1:
                 an.params.append((node, k, _Chan(chan.gid, 0, chan.outer, chan.inner)))
             continue
-        if node.op_type in LAYER_OPS:  # bias: (C,) for a Conv, (N,) or (1, N) for a Gemm
+        if node.op_type in COMPUTE_OP_TYPES:  # bias: (C,) for a Conv, (N,) or (1, N) for a Gemm
             if val.size > 1:
                 an.params.append((node, k, _Chan(chan.gid, val.ndim - 1)))
             continue
@@ -473,7 +473,7 @@ def layer_inputs(model: ModelWrapper, batch: np.ndarray) -> dict[str, np.ndarray
     from nashc.runtime.golden import SampleRunner
 
     wanted = list(dict.fromkeys(n.input[0] for n in model.graph.node
-                                if n.op_type in LAYER_OPS))
+                                if n.op_type in COMPUTE_OP_TYPES))
     acts = SampleRunner(model, wanted)(batch)
     return {t: acts[t] for t in wanted}
 
@@ -487,7 +487,8 @@ def _layer_out(model: ModelWrapper, node: NodeProto, x: np.ndarray,
     w = weight_values(model, node.input[1])[0]
     if node.op_type in CONV_OPS:
         xs, ws = x[:, axis_idx], w[:, axis_idx]
-        kw = {"kernel_shape": list(_attr(node, "kernel_shape", list(w.shape[2:]))),
+        kw: dict[str, Any] = {
+              "kernel_shape": list(_attr(node, "kernel_shape", list(w.shape[2:]))),
               "strides": list(_attr(node, "strides", [1, 1])),
               "pads": list(_attr(node, "pads", [0, 0, 0, 0])), "group": 1,
               "dilations": list(_attr(node, "dilations", [1, 1]))}
@@ -667,7 +668,7 @@ class SetChannelWidth(Transformation):
     def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
         model = model.transform(SortGraph())
         an = _analyse(model)
-        selected = {n.name for n in select_nodes(model, self.selector, LAYER_OPS)}
+        selected = {n.name for n in select_nodes(model, self.selector, COMPUTE_OP_TYPES)}
         originals = _originals(model)
         groups = an.root_groups()
         kept: dict[int, np.ndarray] = {}

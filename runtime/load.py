@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import onnx
+from onnx import NodeProto, helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.cleanup import cleanup_model
 
@@ -20,7 +21,7 @@ from nashc.dsl.errors import NashcError
 from nashc.runtime.ops import DOMAIN
 
 __all__ = ["COMPUTE_OP_TYPES", "LAYER_TAG", "SUPPORTED_OPS", "UnsupportedOpsError",
-           "layer_nodes", "load_onnx_network", "rename_tagged"]
+           "layer_nodes", "load_onnx_network", "node_attrs", "rename_tagged"]
 
 #: op types that are choice points (named after layers)
 COMPUTE_OP_TYPES = ("Conv", "Gemm", "MatMul", "ShiftConv", "AdderConv", "ShiftMatMul",
@@ -111,3 +112,8 @@ def load_onnx_network(path: str | Path) -> ModelWrapper:
         if node.op_type in COMPUTE_OP_TYPES and not node.doc_string:
             node.doc_string = LAYER_TAG + node.name
     return model
+
+
+def node_attrs(node: NodeProto) -> dict[str, Any]:
+    """A node's attributes as ``{name: value}`` (`onnx.helper.get_attribute_value`)."""
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}

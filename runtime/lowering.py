@@ -29,6 +29,7 @@ from qonnx.transformation.base import Transformation
 from qonnx.transformation.infer_shapes import InferShapes
 
 from nashc.dsl.errors import NashcError
+from nashc.runtime.load import node_attrs
 from nashc.runtime.ops import DOMAIN, HybridOpError
 
 __all__ = ["LowerHybridOpsToONNX", "LowerQonnxQuantToONNX", "LoweringError", "has_hybrid_ops"]
@@ -44,10 +45,6 @@ class LoweringError(NashcError):
 def has_hybrid_ops(model: ModelWrapper) -> bool:
     """True if the graph contains a node of the nashc hybrid-op domain."""
     return any(n.domain == DOMAIN for n in model.graph.node)
-
-
-def _attrs(node: NodeProto) -> dict[str, Any]:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
 class LowerHybridOpsToONNX(Transformation):
@@ -77,7 +74,7 @@ class LowerHybridOpsToONNX(Transformation):
 
     # have: a hybrid node; want: the standard nodes computing the same function
     def _lower(self, model: ModelWrapper, node: NodeProto, opset: int) -> list[NodeProto]:
-        a = _attrs(node)
+        a = node_attrs(node)
         a.pop("weight_bits", None)
         name = node.name or node.output[0]
         if node.op_type == "ShiftConv":

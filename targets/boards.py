@@ -16,7 +16,8 @@ and nothing is invented.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Literal
@@ -25,7 +26,10 @@ from nashc.dsl.ast import BudgetItem
 from nashc.dsl.errors import NashcError
 
 __all__ = [
+    "RESOURCE_KEYS",
+    "REPORT_KEYS",
     "Resources",
+    "report_keys",
     "Board",
     "board_names",
     "get_board",
@@ -38,6 +42,18 @@ __all__ = [
 #: 10 ns (100 MHz, also `DataflowBuildConfig.synth_clk_period_ns`' default); Alveo
 #: builds in FINN's examples commonly target 5 ns (200 MHz).
 DEFAULT_CLOCK_MHZ: dict[str, float] = {"Zynq": 100.0, "Alveo": 200.0}
+
+
+#: FINN's resource keys (`res_estimation`, `SetFolding`), the order of resource vectors.
+#: Every resource dict inside nashc (budgets, estimates, folding results) uses them.
+RESOURCE_KEYS = ("LUT", "BRAM_18K", "URAM", "DSP")
+#: The names the `.nash` budget and nashc's reports (report.json/md) give them.
+REPORT_KEYS = {"LUT": "lut", "BRAM_18K": "bram18", "URAM": "uram", "DSP": "dsp"}
+
+
+def report_keys(res: Mapping[str, float]) -> dict[str, float]:
+    """FINN-keyed counts -> the report's keys (``{"LUT": 1.0, ...}`` -> ``{"lut": 1.0, ...}``)."""
+    return {REPORT_KEYS[k]: res[k] for k in RESOURCE_KEYS}
 
 
 @dataclass(frozen=True)
@@ -53,6 +69,11 @@ class Resources:
     @property
     def known(self) -> bool:
         return None not in (self.lut, self.ff, self.bram18, self.uram, self.dsp)
+
+    def finn(self) -> dict[str, float]:
+        """The four counts keyed the FINN way (`RESOURCE_KEYS`); unknown ones are inf."""
+        values = (self.lut, self.bram18, self.uram, self.dsp)
+        return {k: float(v) if v is not None else math.inf for k, v in zip(RESOURCE_KEYS, values)}
 
     def as_dict(self) -> dict[str, int | None]:
         return {"lut": self.lut, "ff": self.ff, "bram18": self.bram18, "uram": self.uram,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
-from nashc.targets.boards import Board, Resources, get_board
+from nashc.targets.boards import RESOURCE_KEYS, Board, Resources, get_board
 
 __all__ = [
     "FOLDING_ATTRS",
@@ -150,8 +150,7 @@ def estimate(model: ModelWrapper, clock_mhz: float,
             lut=float(res.get("LUT", 0)), bram18=float(res.get("BRAM_18K", 0)),
             uram=float(res.get("URAM", 0)), dsp=float(res.get("DSP", 0))))
     total = resources["total"]
-    totals = {"LUT": float(total.get("LUT", 0)), "BRAM_18K": float(total.get("BRAM_18K", 0)),
-              "URAM": float(total.get("URAM", 0)), "DSP": float(total.get("DSP", 0))}
+    totals = {k: float(total.get(k, 0)) for k in RESOURCE_KEYS}
     return Estimate(clock_mhz=clock_mhz, fpga_part=part, layers=layers, layer_cycles=cycles,
                     layer_resources=resources, network_performance=perf, totals=totals)
 
@@ -159,9 +158,8 @@ def estimate(model: ModelWrapper, clock_mhz: float,
 def device_utilisation(est: Estimate, board: Board | Resources) -> dict[str, float | None]:
     """Percent of the device each total uses (None where the device size is unknown)."""
     res = board.resources if isinstance(board, Board) else board
-    pairs = {"LUT": res.lut, "BRAM_18K": res.bram18, "URAM": res.uram, "DSP": res.dsp}
     out: dict[str, float | None] = {}
-    for key, avail in pairs.items():
+    for key, avail in zip(RESOURCE_KEYS, (res.lut, res.bram18, res.uram, res.dsp)):
         used = est.totals.get(key, 0.0)
         if avail is None:
             out[key] = None

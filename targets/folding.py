@@ -56,9 +56,13 @@ from functools import cache
 from typing import Any
 
 import numpy as np
+from finn.util.basic import MAX_ALLOWED_AP_INT_W
+from finn.util.fpgadataflow import is_hls_node, is_rtl_node
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
+
+from nashc.targets.boards import RESOURCE_KEYS
 
 __all__ = [
     "RESOURCES",
@@ -83,10 +87,7 @@ __all__ = [
 ]
 
 #: FINN's resource keys, in the order used for resource vectors.
-RESOURCES = ("LUT", "BRAM_18K", "URAM", "DSP")
-
-#: Widest weight stream FINN's HLS MVAU accepts (finn.util.basic.MAX_ALLOWED_AP_INT_W).
-MAX_AP_INT_W = 8191
+RESOURCES = RESOURCE_KEYS
 
 #: FINN's default `inFIFODepths`/`outFIFODepths` (finn.custom_op.fpgadataflow.hwcustomop),
 #: the depth of every FIFO `InsertFIFO(create_shallow_fifos=True)` creates.
@@ -118,9 +119,9 @@ def io_width_limit(fpgapart: str) -> int | None:
 
 
 def _is_hw_node(node: Any) -> bool:
-    return node.domain.startswith("finn.custom_op.fpgadataflow.") and node.domain.split(".")[
-        -1
-    ] in ("hls", "rtl")
+    """A specialised FINN layer (HLS or RTL backend), the nodes FINN's `SetFolding` and
+    estimates see."""
+    return is_hls_node(node) or is_rtl_node(node)
 
 
 def _divisors(n: int) -> list[int]:
@@ -356,7 +357,7 @@ def _weight_stream_ok(node: Any, inst: Any) -> bool:
         wbits = inst.get_input_datatype(1).bitwidth()
     except Exception:  # noqa: BLE001 - a node without a weight input has no weight stream
         return True
-    return int(inst.get_nodeattr("PE")) * int(inst.get_nodeattr("SIMD")) * wbits <= MAX_AP_INT_W
+    return int(inst.get_nodeattr("PE")) * int(inst.get_nodeattr("SIMD")) * wbits <= MAX_ALLOWED_AP_INT_W
 
 
 def _hls_streams_ok(model: ModelWrapper, node: Any, inst: Any) -> bool:
@@ -364,9 +365,9 @@ def _hls_streams_ok(model: ModelWrapper, node: Any, inst: Any) -> bool:
     if not node.domain.endswith(".hls"):
         return True
     for i in _stream_inputs(model, node):
-        if inst.get_instream_width(i) > MAX_AP_INT_W:
+        if inst.get_instream_width(i) > MAX_ALLOWED_AP_INT_W:
             return False
-    return all(inst.get_outstream_width(o) <= MAX_AP_INT_W for o in range(len(node.output)))
+    return all(inst.get_outstream_width(o) <= MAX_ALLOWED_AP_INT_W for o in range(len(node.output)))
 
 
 def _parallel_choices(model: ModelWrapper, node: Any, inst: Any,
@@ -381,7 +382,7 @@ def _parallel_choices(model: ModelWrapper, node: Any, inst: Any,
         out = []
         for pe in _divisors(inst.get_nodeattr("MH")):
             for simd in _divisors(inst.get_nodeattr("MW")):
-                if hls and decoupled and not embedded and pe * simd * wbits > MAX_AP_INT_W:
+                if hls and decoupled and not embedded and pe * simd * wbits > MAX_ALLOWED_AP_INT_W:
                     continue  # (with embedded weights the option is checked per mem_mode)
                 out.append({"PE": pe, "SIMD": simd})
         return out
@@ -1309,7 +1310,7 @@ def finn_setfolding(model: ModelWrapper, target_cycles: int, **kwargs: Any) -> M
 
 #: `mvau_wwidth_max` values "FINN tuned" tries: FINN's default 36, then doublings up to
 #: the HLS limit MAX_ALLOWED_AP_INT_W (8191), what a FINN user raising it would try.
-TUNED_WWIDTHS = (36, 72, 144, 288, 576, 1152, 2304, 4608, MAX_AP_INT_W)
+TUNED_WWIDTHS = (36, 72, 144, 288, 576, 1152, 2304, 4608, MAX_ALLOWED_AP_INT_W)
 
 
 class SetFoldingWithinBudget(Transformation):
@@ -1484,7 +1485,7 @@ def confirm_design(model: ModelWrapper, fpgapart: str,
         dwcs += node.op_type.startswith("StreamingDataWidthConverter")
         fifos += node.op_type.startswith("StreamingFIFO")
         if not _weight_stream_ok(node, inst):
-            problems.append(f"{node.name}: weight stream wider than {MAX_AP_INT_W} bits")
+            problems.append(f"{node.name}: weight stream wider than {MAX_ALLOWED_AP_INT_W} bits")
         for i in _stream_inputs(m, node):
             prod = m.find_producer(node.input[i])
             if prod is None or not _is_hw_node(prod):

@@ -91,16 +91,17 @@ class _MoveScalarMulPastHybrid(Transformation):
             w = model.get_initializer(node.input[1])
             if w is None:
                 continue
+            has_bias = len(node.input) > 2 and bool(node.input[2])
+            b = model.get_initializer(node.input[2]) if has_bias else None
+            if has_bias and b is None:
+                continue  # a computed bias cannot be rescaled: leave the node as it is
             res = self._rescale(node, np.asarray(w, dtype=np.float64), s)
             if res is None:
                 continue
             new_w, m = res
             # have: x -> Mul(s) -> H(W, b) -> y ; want: x -> H(W', b/m) -> Mul(m) -> y
             model.set_initializer(node.input[1], new_w.astype(np.float32))
-            if len(node.input) > 2 and node.input[2]:
-                b = model.get_initializer(node.input[2])
-                if b is None:
-                    continue
+            if b is not None:
                 model.set_initializer(node.input[2], (np.asarray(b, np.float64) / m)
                                       .astype(np.float32))
             x = prod.input[0]

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from finn.util.fpgadataflow import is_fpgadataflow_node
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
 
@@ -42,7 +43,6 @@ __all__ = [
     "lower_to_hw",
     "LOWERING_STEPS",
     "HOST_OP_TYPES",
-    "is_hw_node",
     "ConvertSpatialReduceMeanToGlobalAveragePool",
     "has_residual_forks",
     "absorb_layout_transposes",
@@ -108,11 +108,6 @@ class UnsupportedNodesError(NashcError):
         super().__init__(
             f"cannot lower to FINN hardware layers: {len(self.nodes)} node(s) {where}: "
             f"{listed}")
-
-
-def is_hw_node(node) -> bool:  # type: ignore[no-untyped-def]
-    """True for FINN hardware layers (any `finn.custom_op.fpgadataflow*` domain)."""
-    return node.domain.startswith("finn.custom_op.fpgadataflow")
 
 
 def has_residual_forks(model: ModelWrapper) -> bool:
@@ -465,8 +460,8 @@ def _check_supported(model: ModelWrapper) -> list[tuple[str, str]]:
     cannot keep; returns the (name, op type) of the host nodes at the graph's ends."""
     from finn.analysis.fpgadataflow.unsupported_layers import unsupported_layers
 
-    non_hw = [(_source_name(n), n.op_type) for n in model.graph.node if not is_hw_node(n)]
-    if not any(is_hw_node(n) for n in model.graph.node):
+    non_hw = [(_source_name(n), n.op_type) for n in model.graph.node if not is_fpgadataflow_node(n)]
+    if not any(is_fpgadataflow_node(n) for n in model.graph.node):
         raise UnsupportedNodesError(non_hw, "and no hardware layer at all")
     ok, _first = model.analysis(unsupported_layers)
     if not ok:

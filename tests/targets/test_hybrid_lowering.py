@@ -67,6 +67,28 @@ def test_move_scalar_mul_past_adder_needs_integer_weights():
     assert [n.op_type for n in m2.graph.node] == ["Mul", "AdderMatMul"]
 
 
+@pytest.mark.parametrize("op, move", [("AdderMatMul", MoveScalarMulPastAdderMatMul),
+                                      ("ShiftMatMul", MoveScalarMulPastShiftMatMul)])
+def test_move_scalar_mul_leaves_a_computed_bias_alone(op, move):
+    """A bias that is not an initializer cannot be rescaled: the node, its weights and
+    the Mul stay as they were (the weights were divided before the check, the outputs off
+    by the scale)."""
+    from nashc.runtime.golden import random_inputs, run_qonnx
+
+    s = 0.25
+    w = np.array([[1, -2, 4], [0, 2, -1]], np.float64) * s  # integers / s, powers of two
+    m = _mul_then(op, w, s)
+    b = helper.make_tensor_value_info("b", TensorProto.FLOAT, [w.shape[1]])
+    m.graph.input.append(b)
+    m.graph.node[1].input.append("b")
+    inp = random_inputs(m, 0)
+    ref = run_qonnx(m, inp)["y"]
+    m2 = m.transform(move())
+    assert [n.op_type for n in m2.graph.node] == ["Mul", op]
+    np.testing.assert_array_equal(m2.get_initializer("w"), w.astype(np.float32))
+    np.testing.assert_array_equal(run_qonnx(m2, inp)["y"], ref)
+
+
 def test_move_scalar_mul_past_shift():
     from nashc.runtime.golden import random_inputs, run_qonnx
 
