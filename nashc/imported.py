@@ -3,8 +3,9 @@
 Such a network has no PyTorch module: it is a QONNX graph with trained weights. A
 candidate is the loaded graph rewritten by the graph passes (`nashc.passes.choices`:
 channel widths, weight and activation bits, shift/adder swaps), so the search is a
-compression search of the trained model. Removed channels are compensated by their mean
-contribution on the scoring batch (`nashc.passes.width`), since nothing is retrained:
+compression search of the trained model. Removed channels are compensated on the scoring
+batch (`nashc.passes.width`, affine: each reader's per-channel output mean and standard
+deviation restored), since nothing is retrained:
 
 * **score** (``metric fidelity``): how closely the candidate reproduces the loaded
   model on the scoring batch: the share of inputs whose top-1 class it keeps, ties

@@ -1,22 +1,27 @@
 """`nashc compile`: the pipeline as named, timed steps.
 
-    parse -> build -> search (coarse) -> accelerator search (fine) -> pareto
-          -> lower -> verify -> report
+    parse -> search -> accelerator_search -> train -> pareto -> baseline -> verify -> report
 
-Each step is a plain function `step_x(state) -> None` in `STEPS`, timed, and the
-intermediate models are saved per step under `DIR/steps/` (as FINN's builder does).
+Each step is a plain function `step_x(state) -> None` in `STEPS`, timed; the intermediate
+models of every finalist are saved under `DIR/steps/` (as FINN's builder does).
 
-Two-stage search (the NASH recipe): every candidate of the `space` is built as a PyTorch
-module, scored zero-shot on one batch and given an optimistic fps bound by the analytic
-cost model (`nashc.passes.costmodel.coarse_fps`, the *coarse* stage; candidates whose
-bound misses the fps requirement are infeasible). The Pareto front of that stage (plus
-the best-scored candidates, up to a fixed number of survivors) is then exported to
-QONNX, lowered through FINN and folded by the coarse-to-fine accelerator search inside
-the budget (the *fine* stage, FINN's estimates). The final front over (score or accuracy,
-fps) is reported; `keep pareto N` points are kept, the chosen design (the best-scoring,
-or most accurate when trained, among those meeting the fps/latency requirements; else the
-fastest) is verified against onnxruntime and written out with its FINN files. FINN's `SetFolding` under the same budget is run on the chosen
-architecture as the baseline.
+The steps see the network through one interface (`nashc.candidate.NetworkSource`),
+whether it is declared in the language or loaded with `from`. Two-stage search (the NASH
+recipe): every candidate of the `space` is built, scored (zero-shot, or fidelity to a
+loaded model) on one batch and given an optimistic fps bound by the analytic cost model
+(`nashc.candidate.evaluate_candidate` with `nashc.passes.costmodel.coarse_fps`, the
+*coarse* stage; candidates whose bound misses the fps requirement are infeasible). The
+Pareto front of that stage (plus the best-scored candidates, up to a fixed number of
+survivors) is then exported to QONNX, lowered through FINN and folded by the
+coarse-to-fine accelerator search inside the budget (the *fine* stage, FINN's
+estimates). With a `train` section the finalists are trained (declared networks, then
+lowered again with their trained weights) or measured (loaded ones). The final front over
+(accuracy when measured, else score; fps) is reported; `keep pareto N` points are kept,
+the chosen design (the best among those meeting the fps/latency requirements; else the
+fastest) is verified against onnxruntime (golden levels 1-3) and written out with its
+FINN files. The other folding method (FINN's `SetFolding`, or nashc's search when the file
+asks for `finn_setfolding`) under the same budget is run on the chosen architecture as
+the baseline.
 
 Ctrl-C during the search stops it cleanly: the candidates evaluated so far go on to the
 fine stage and the report says the search was interrupted. The output directory is

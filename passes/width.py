@@ -35,12 +35,14 @@ readers, whose zero weights contribute nothing).
 *Compensation* (``activations=``, for trained networks that are not fine-tuned): a
 removed channel's contribution to a reader is not zero on average (ReLU outputs are
 positive), so removing it shifts every later pre-activation. Given the readers' input
-activations on a calibration batch (`layer_inputs`), the pass adds to each reader's
-output the mean (over the batch and the output pixels) of what the removed channels
-contributed, as a per-channel constant ``Add`` right after the reader (FINN's
-streamlining absorbs it into the thresholds). It is exact for the mean, for every op
-kind (the contribution of a set of input channels is the layer applied to those channels
-alone, adder layers included); the metadata records each compensated reader.
+activations on a calibration batch (`layer_inputs`), the pass restores each reader's
+per-channel output statistics (over the batch and the output pixels) with a per-channel
+``Mul`` and ``Add`` right after the reader (FINN's streamlining absorbs them into the
+thresholds). ``compensate="affine"`` (the default) restores the mean and the standard
+deviation the output had before; ``compensate="mean"`` only adds the removed channels'
+mean contribution (exact for the mean). Both work for every op kind (the contribution of
+a set of input channels is the layer applied to those channels alone, adder layers
+included); the metadata records each compensated reader.
 
 qonnx has ``qonnx.transformation.pruning.PruneChannels`` (sparsity masks propagated and
 removed). It needs static weights (no weight ``Quant`` nodes: it asks for cleanup with

@@ -1,4 +1,5 @@
-"""Executors and the golden checks (verification levels of DESIGN.md).
+"""Executors and the golden checks (verification levels 1 and 2; level 3, FINN's dataflow
+graph, is `nashc.targets.verify`).
 
 - level 1 ("torch-vs-qonnx"): a PyTorch/Brevitas module vs its QONNX graph executed by
   qonnx (only when a module is given);

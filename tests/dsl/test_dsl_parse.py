@@ -1,4 +1,4 @@
-"""Every form of DSL.md parses and means what is said."""
+"""Every form of the language reference (docs/language.md) parses and means what is said."""
 
 from __future__ import annotations
 

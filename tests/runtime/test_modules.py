@@ -1,4 +1,4 @@
-"""Hybrid PyTorch modules: DESIGN.md arithmetic, training gradients, export to our ops."""
+"""Hybrid PyTorch modules: the arithmetic of README/docs/passes.md, training gradients, export to our ops."""
 
 from __future__ import annotations
 
