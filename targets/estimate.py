@@ -127,6 +127,9 @@ def estimate(model: ModelWrapper, clock_mhz: float,
     from finn.transformation.fpgadataflow.annotate_cycles import AnnotateCycles
     from finn.util.basic import getHWCustomOp
 
+    from nashc.targets.hw_layers import register_hw_layers
+
+    register_hw_layers()
     part = fpga_part if fpga_part is not None else get_board("u250").part
     period_ns = 1000.0 / clock_mhz
     cycles: dict[str, int] = model.analysis(exp_cycles_per_layer)

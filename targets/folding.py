@@ -1227,6 +1227,9 @@ class SearchFolding(Transformation):
         self.units: list[Unit] = []
 
     def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
+        from nashc.targets.hw_layers import register_hw_layers  # FINN's layer classes
+
+        register_hw_layers()
         self.problem = build_problem(model, self.fpgapart, io_max_bits=self.io_max_bits,
                                      budget=self.budget,
                                      embedded_weights=self.embedded_weights)
@@ -1295,6 +1298,9 @@ def finn_setfolding(model: ModelWrapper, target_cycles: int, **kwargs: Any) -> M
     by op type). `kwargs` go to SetFolding (e.g. mvau_wwidth_max)."""
     from finn.transformation.fpgadataflow.set_folding import SetFolding
 
+    from nashc.targets.hw_layers import register_hw_layers  # FINN's layer classes: heavy
+
+    register_hw_layers()
     m = ModelWrapper(model.model.__deepcopy__())
     names = [n.name for n in m.graph.node]
     show_as_finn_mvau(m)
@@ -1381,6 +1387,9 @@ class SetFoldingWithinBudget(Transformation):
     def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
         import logging
 
+        from nashc.targets.hw_layers import register_hw_layers  # FINN's layer classes
+
+        register_hw_layers()
         t0 = time.perf_counter()
         p = build_problem(model, self.fpgapart, io_max_bits=self.io_max_bits,
                           budget=self.budget, options=False)

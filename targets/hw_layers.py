@@ -331,8 +331,11 @@ class AdderMVAU_hls(_AdderArith, MVAU_hls):  # noqa: N801 (FINN's naming)
 
 
 def register_hw_layers() -> None:
-    """Registers the four classes in qonnx's registry and FINN's domain tables
-    (idempotent; runs on import of this module)."""
+    """Registers the four classes in qonnx's registry and FINN's domain tables, so that
+    FINN's transformations and analyses (and qonnx's `getCustomOp`) find them. Idempotent;
+    called by nashc's functions that hand graphs to FINN (`lower_to_hw`, `estimate`,
+    `verify_dataflow`, the folding passes, `InferHybridMVAU`); call it before using FINN
+    on a saved graph with these layers in a flow of your own."""
     import finn.custom_op.fpgadataflow as fdf
     import finn.custom_op.fpgadataflow.hls as fhls
 
@@ -342,6 +345,3 @@ def register_hw_layers() -> None:
     for hcls in (ShiftMVAU_hls, AdderMVAU_hls):
         add_op_to_domain(HLS_DOMAIN, hcls)
         fhls.custom_op[hcls.__name__] = hcls
-
-
-register_hw_layers()

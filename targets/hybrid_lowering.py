@@ -259,6 +259,7 @@ class InferHybridMVAU(Transformation):
     that does not qualify is left alone (the lowering then reports it by name)."""
 
     def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
+        hw_layers.register_hw_layers()
         graph = model.graph
         for node in list(graph.node):
             if node.domain != NASHC_DOMAIN or node.op_type not in ("AdderMatMul",

@@ -531,6 +531,9 @@ def lower_to_hw(model: ModelWrapper, board: Board, clock_mhz: float,
     directory when None); with `save_steps` the model after each step is saved there
     as `<i>_<step>.onnx`.
     """
+    from nashc.targets.hw_layers import register_hw_layers  # FINN's layer classes: heavy
+
+    register_hw_layers()
     if clock_mhz <= 0:
         raise NashcError(f"clock must be positive, got {clock_mhz} MHz")
     extras = [e if isinstance(e, ExtraStep) else ExtraStep(type(e).__name__, e)

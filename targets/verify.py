@@ -176,6 +176,7 @@ def verify_dataflow(level2_model: ModelWrapper, lowered: LoweredModel,
     is mapped back as ``(y2 - f(0)) / slope`` (slope ``(f(K) - f(-K)) / 2K``, K the
     largest |q3|), which must round to q3 (well inside 1/4 of a step). Without such a tail y2 must equal the output exactly.
     """
+    hw_layers.register_hw_layers()
     from nashc.runtime.golden import random_inputs, run_qonnx
 
     inputs = random_inputs(level2_model, seed)

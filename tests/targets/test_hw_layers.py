@@ -12,10 +12,11 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.util.basic import qonnx_make_model
 
-import nashc.targets  # noqa: F401  (registers the layers)
 from nashc.dsl.errors import NashcError
 from nashc.passes.costmodel import lane_luts
-from nashc.targets.hw_layers import HLS_DOMAIN, shift_word_bits
+from nashc.targets.hw_layers import HLS_DOMAIN, register_hw_layers, shift_word_bits
+
+register_hw_layers()  # as nashc's functions do before handing graphs to FINN
 
 PART = "xcu250-figd2104-2L-e"
 MW, MH, NV = 12, 8, 3
