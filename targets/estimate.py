@@ -277,10 +277,7 @@ def estimate_model_file(model_path: str | Path, target: str = "u250",
         if fps is not None:
             raise NashcError("give either --fps (FINN's SetFolding for that target) or "
                              "--budget (nashc's folding search inside it), not both")
-        absolute = budget_to_absolute(board, parse_budget(budget))
-        limits = {"LUT": absolute.lut, "BRAM_18K": absolute.bram18, "URAM": absolute.uram,
-                  "DSP": absolute.dsp}
-        limits = {k: (float(v) if v is not None else float("inf")) for k, v in limits.items()}
+        limits = budget_to_absolute(board, parse_budget(budget)).finn()
     if target_fps <= 0:
         raise NashcError(f"--fps must be positive, got {target_fps:g}")
     src = Path(model_path)
