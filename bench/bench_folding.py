@@ -300,6 +300,11 @@ def render(rows: list[dict], failed: list[tuple[str, str]]) -> str:
             if eq:
                 lines.append(f"- At equal throughput ({len(eq)} rows) nashc's design costs no "
                              f"more than FINN tuned's (budget-normalised sum) in {cheaper}.")
+    tuned_better = [r for r in rows if r["finn_tuned"]["fps"] > r["finn_defaults"]["fps"]
+                    * (1 + 1e-9)]
+    lines.append(f"- FINN tuned is faster than FINN defaults in {len(tuned_better)} of "
+                 f"{len(rows)} rows (raising mvau_wwidth_max, or fitting where the defaults "
+                 "do not).")
     only_ours = [f"{r['network']} {r['board']} {r['budget']}" for r in rows
                  if r["nashc"]["fps"] and not r["finn_tuned"]["fps"]]
     if only_ours:
