@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import statistics
 import sys
 import time
@@ -98,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fractions", nargs="*", type=float, help="budget shares (default "
                     "0.01 0.02 0.1 0.5)")
     ap.add_argument("--boards", nargs="*", help="boards (default u250 zcu104)")
+    ap.add_argument("--note", action="append", default=[],
+                    help="with --render: a sentence added to the reading")
     ap.add_argument("--render", nargs="*", type=Path,
                     help="no runs: render the rows of these --json files (in order)")
     args = ap.parse_args(argv)
@@ -107,14 +110,15 @@ def main(argv: list[str] | None = None) -> int:
             data = json.loads(path.read_text())
             rows += data["rows"]
             failed += [tuple(f) for f in data["failed"]]
-            runs.append("python bench/bench_folding.py " + " ".join(data.get("argv", [])))
+            runs.append("python bench/bench_folding.py " + " ".join(
+                shlex.quote(a) for a in data.get("argv", [])))
         seen, unique = set(), []
         for r in rows:  # a network/board/budget measured twice: the first run's row
             key = (r["network"], r["board"], r["budget"])
             if key not in seen:
                 seen.add(key)
                 unique.append(r)
-        body = render(unique, failed)
+        body = render(unique, failed) + "".join(f"\n- {n}" for n in args.note)
         print(body)
         if not args.no_write:
             write_section("folding", body, " ; ".join(runs) + " (rows merged with --render)")
