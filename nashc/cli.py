@@ -213,6 +213,8 @@ def estimate(model: Path, target: str, fps: float | None, budget: str | None,
     run = estimate_model_file(model, target=target, fps=fps, output=output, budget=budget)
     est, board = run.estimate, run.board
     console = Console()
+    for note in run.notes:
+        console.print(f"note: {note}")
     how = (f"SetFolding for {run.target_fps:g} fps" if run.search is None else
            "nashc's folding search in the budget")
     table = Table(title=f"{model.name} on {board.name} ({board.part}) at "
@@ -251,6 +253,12 @@ def estimate(model: Path, target: str, fps: float | None, budget: str | None,
         _print_search(console, run.search)
     if run.host_nodes:
         console.print("left on the host: " + ", ".join(f"{n} ({o})" for n, o in run.host_nodes))
+    over = [(k, v) for k, v in util.items() if v is not None and v > 100.0]
+    if over:
+        names = {"LUT": "LUT", "BRAM_18K": "BRAM18", "URAM": "URAM", "DSP": "DSP"}
+        click.echo(f"warning: the design does not fit the {board.name}: " + ", ".join(
+            f"{names[k]} {v:.0f}% of the device" for k, v in over)
+            + " (fold for fewer fps with --fps, or choose a larger board)", err=True)
     if avail.lut is None:
         console.print(f"FINN has no resource table for {board.name}: device size unknown")
     console.print(f"wrote {run.output_dir}/: {', '.join(run.files)}")
@@ -293,9 +301,12 @@ def verify(model: Path, json_out: Path | None, target: str, no_finn: bool, seed:
     from rich.table import Table
 
     from nashc.runtime.golden import LevelResult, compare_levels, load_model
+    from nashc.runtime.load import load_notes
 
     _quiet_libraries()
     qmodel = load_model(model)
+    for note in load_notes(qmodel):
+        click.echo(f"note: {note}", err=True)
     result = compare_levels(qmodel, seed=seed)
     if not no_finn:
         from nashc.targets.boards import get_board

@@ -79,25 +79,33 @@ class VerifyResult:
 
 
 def load_model(path: str | Path) -> ModelWrapper:
-    """Loads an ONNX/QONNX model with its external data (e.g. Brevitas' ``.onnx.data``).
-    A missing or malformed file raises `GoldenError`."""
+    """Loads an ONNX/QONNX model with its external data (e.g. Brevitas' ``.onnx.data``),
+    with a dynamic batch axis fixed to 1 and an opset below 13 converted up
+    (`nashc.runtime.load.normalise_model`; `load_notes` says what changed). A missing or
+    malformed file raises `GoldenError`."""
     import onnx
+
+    from nashc.runtime.load import normalise_model
 
     p = Path(path)
     if not p.is_file():
         raise GoldenError(f"model file {str(p)!r} not found")
     try:
         proto = onnx.load(str(p), load_external_data=True)
-        return ModelWrapper(proto)
+        model = ModelWrapper(proto)
     except Exception as err:  # onnx raises several types for bad files
         raise GoldenError(f"cannot load model {str(p)!r}: {err}") from None
+    return normalise_model(model, str(p))[0]
 
 
 # -- executors -----------------------------------------------------------------------
 
 
 def _prepared(model: ModelWrapper) -> ModelWrapper:
-    m = ModelWrapper(copy.deepcopy(model.model))
+    """A copy with batch 1 and opset >= 13 (`normalise_model`), shapes inferred."""
+    from nashc.runtime.load import normalise_model
+
+    m, _ = normalise_model(ModelWrapper(copy.deepcopy(model.model)))
     return m.transform(InferShapes())
 
 

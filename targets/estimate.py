@@ -237,6 +237,8 @@ class EstimateRun:
     files: list[str]
     #: with a budget: nashc's search, FINN tuned and the design check (`folding_search.json`)
     search: dict[str, Any] | None = None
+    #: what loading changed in the model (a dynamic batch fixed, an opset raised)
+    notes: list[str] = field(default_factory=list)
 
 
 def estimate_model_file(model_path: str | Path, target: str = "u250",
@@ -285,10 +287,10 @@ def estimate_model_file(model_path: str | Path, target: str = "u250",
         raise NashcError(f"model file not found: {src}")
     out = Path(output) if output is not None else Path(f"{src.stem}_estimate")
     out = out.absolute()
-    try:
-        model = ModelWrapper(str(src))
-    except Exception as err:
-        raise NashcError(f"cannot load {src} as ONNX: {err}") from err
+    from nashc.runtime.golden import load_model
+    from nashc.runtime.load import load_notes
+
+    model = load_model(src)  # batch 1, opset >= 13; load_notes says what changed
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_sibling(out)
@@ -314,7 +316,8 @@ def estimate_model_file(model_path: str | Path, target: str = "u250",
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return EstimateRun(output_dir=out, board=board, clock_mhz=clock, target_fps=target_fps,
-                       estimate=est, host_nodes=lowered.host_nodes, files=files, search=search)
+                       estimate=est, host_nodes=lowered.host_nodes, files=files, search=search,
+                       notes=load_notes(model))
 
 
 def _search_in_budget(dataflow: ModelWrapper, limits: dict[str, float], board: Board,

@@ -28,6 +28,8 @@ __all__ = [
     "write_build_config",
     "load_build_config",
     "missing_synthesis_tools",
+    "missing_builder_modules",
+    "BUILDER_MODULE",
     "run_finn_build",
 ]
 
@@ -96,9 +98,98 @@ def load_build_config(path: str | Path) -> Any:
     return DataflowBuildConfig.construct_from(Path(path).absolute())
 
 
+#: FINN's builder module, whose imports `missing_builder_modules` follows
+BUILDER_MODULE = "finn.builder.build_dataflow"
+
+
+def _module_file(name: str, root: Path) -> Path | None:
+    """The source file of module `name` of the package whose directory is `root`, found
+    without importing anything (None if it is not a module of that package)."""
+    parts = name.split(".")[1:]
+    base = root.joinpath(*parts)
+    for cand in (base.with_suffix(".py"), base / "__init__.py"):
+        if parts and cand.is_file():
+            return cand
+    return root / "__init__.py" if not parts else None
+
+
+def missing_builder_modules(root: str = BUILDER_MODULE) -> list[tuple[str, str]]:
+    """Python modules FINN's builder imports that are not installed, as (module, the FINN
+    module importing it). Follows the `finn.*` imports from `root` statically (reading
+    the sources, importing nothing: the builder cannot be imported without Vivado).
+    finn-plus does not declare every dependency of its builder (e.g. ``psutil``)."""
+    import ast
+    import importlib.util
+    import sys
+
+    spec = importlib.util.find_spec("finn")
+    if spec is None or spec.origin is None:
+        return [("finn", "nashc")]
+    finn_dir = Path(spec.origin).parent
+    seen: set[str] = set()
+    todo = [root]
+    missing: dict[str, str] = {}
+    while todo:
+        mod = todo.pop()
+        if mod in seen:
+            continue
+        seen.add(mod)
+        path = _module_file(mod, finn_dir)
+        if path is None:
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, UnicodeDecodeError):
+            continue
+        pkg = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
+                    names = [".".join(base + ([node.module] if node.module else []))]
+                elif node.module:
+                    names = [node.module]
+                    names += [f"{node.module}.{a.name}" for a in node.names]
+            for name in names:
+                top = name.split(".")[0]
+                if top == "finn":
+                    todo.append(name)
+                elif top not in sys.stdlib_module_names and top not in missing:
+                    try:
+                        found = importlib.util.find_spec(top) is not None
+                    except (ImportError, ValueError):
+                        found = False
+                    if not found:
+                        missing[top] = mod
+    return sorted(missing.items())
+
+
+def _finn_hlslib_dir() -> Path:
+    """Where FINN looks for finn-hlslib: `$FINN_DEPS/finn-hlslib`, by default under
+    FINN's root (`finn.interface.settings`: ``finn_deps`` relative to ``FINN_ROOT``)."""
+    deps = os.environ.get("FINN_DEPS")
+    if deps:
+        return Path(deps).expanduser() / "finn-hlslib"
+    from finn.interface.settings import FINN_ROOT
+
+    return Path(FINN_ROOT) / "finn_deps" / "finn-hlslib"
+
+
 def missing_synthesis_tools(board: Board) -> list[str]:
-    """What FINN's builder needs for a bitfile and this environment lacks (empty: ready)."""
+    """Everything FINN's builder needs for a bitfile and this environment lacks (empty:
+    ready): Xilinx tools (Vivado, Vitis HLS, Vitis and its platform for Alveo boards),
+    FINN's HLS library and the Python modules FINN's builder imports."""
     missing = []
+    for mod, by in missing_builder_modules():
+        if mod == "xsi":  # not on PyPI: finn.xsi.setup compiles it against Vivado's XSI
+            missing.append("FINN's simulation module 'xsi' is not built (finn.xsi.setup "
+                           "compiles it with Vivado)")
+        else:
+            missing.append(f"Python module {mod!r} is not installed ({by} imports it; "
+                           f"pip install {mod})")
     if not os.environ.get("XILINX_VIVADO"):
         missing.append("XILINX_VIVADO is not set (source Vivado's settings64.sh): FINN's "
                        "builder needs Vivado for IP generation, stitching and synthesis")
@@ -116,6 +207,10 @@ def missing_synthesis_tools(board: Board) -> list[str]:
         vivado = Path(os.environ["XILINX_VIVADO"]) / "bin" / "vivado"
         if not vivado.exists():
             missing.append(f"vivado executable not found at {vivado}")
+    hlslib = _finn_hlslib_dir()
+    if not hlslib.is_dir():
+        missing.append(f"finn-hlslib not found at {hlslib} (FINN's HLS layers include it; "
+                       "FINN's setup fetches it into FINN_DEPS)")
     return missing
 
 
