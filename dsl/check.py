@@ -132,11 +132,10 @@ class _Resolver:
 
     def _conv_out(self, stmt: object, name: str, shape: Shape, out: int, kernel: int,
                   stride: int, pad: int, pos: Pos | None) -> Shape:
+        # floor((size + 2 pad - kernel) / stride) + 1, as PyTorch's Conv2d and FINN's
+        # compute_conv_output_dim: a stride that does not divide the size drops the last
+        # rows and columns
         _, h, w = shape
-        for size in (h, w):
-            if stride > 1 and size % stride != 0:
-                raise _err(f"stride {stride} of '{name}' does not divide its input size "
-                           f"{h}x{w}", _vpos(stmt, "stride"))
         oh = (h + 2 * pad - kernel) // stride + 1
         ow = (w + 2 * pad - kernel) // stride + 1
         if h + 2 * pad < kernel or w + 2 * pad < kernel or oh <= 0 or ow <= 0:
