@@ -16,8 +16,9 @@ from nashc.dsl import parse
 from nashc.dsl.check import check_program
 from nashc.runtime.build import LayerChoice, build_module, calibrate_batchnorm, export_qonnx_model
 from nashc.targets.boards import get_board
-from nashc.targets.hybrid_lowering import hybrid_extra_steps, verify_dataflow
+from nashc.targets.hybrid_lowering import hybrid_extra_steps
 from nashc.targets.lower import lower_to_hw
+from nashc.targets.verify import verify_dataflow
 
 pytestmark = pytest.mark.finn
 
