@@ -280,6 +280,13 @@ def resolve_network(net: Network) -> ResolvedNetwork:
         if val <= 0:
             raise _err(f"input {key} must be positive, got {val}", _vpos(spec, "shape"))
     _check_dtype(spec.dtype, _vpos(spec, "dtype"))
+    if spec.dtype is not None and spec.dtype.bipolar:
+        # nashc builds the input quantizer from an integer datatype and feeds it integer
+        # images; a +-1 input has neither (a loaded BNN-PYNQ model may have one)
+        raise _err("a bipolar network input is not supported in a declared network",
+                   _vpos(spec, "dtype"),
+                   "an integer input datatype such as uint1 or uint8 (a model with a "
+                   "bipolar input can be loaded with `network NAME from \"model.onnx\"`)")
     _check_dtype(net.weights, _vpos(net, "weights"))
     _check_dtype(net.activations, _vpos(net, "activations"))
     _check_dtypes(net.layers)

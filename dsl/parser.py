@@ -60,10 +60,10 @@ _MAX_DIGITS = 15  # longer numbers are certainly a mistake (and would overflow f
 _TERMINAL_WORDS = {
     "NAME": "a name",
     "NUMBER": "a number",
-    "STRING": 'a quoted path ("...")',
+    "STRING": 'a quoted path or name ("...")',
     "SHAPE": "a shape CxHxW such as 3x32x32",
     "DTYPE": "a datatype (int2..int8, uint1..uint8, bipolar)",
-    "PATTERN": "a layer name or glob pattern",
+    "PATTERN": 'a layer name or glob pattern (quoted: "/fc/MatMul")',
     "BOARD": "a board name such as u250",
     "DIM": "'op', 'kernel', 'width', 'wbits' or 'abits'",
     "POOL_MODE": "'max' or 'avg'",
@@ -407,7 +407,16 @@ class _Builder(Transformer[Token, Any]):
     # space ------------------------------------------------------------------------------
 
     def selector(self, children: list[Token]) -> list[Token]:
-        return children
+        out = []
+        for tok in children:
+            if tok.type == "STRING":  # a quoted name: the text between the quotes
+                text = tok.value[1:-1]
+                if not text:
+                    raise self._err("empty layer name", self._pos(tok),
+                                    "a layer name or glob pattern")
+                tok = tok.update("PATTERN", text)
+            out.append(tok)
+        return out
 
     def option(self, children: list[Token]) -> _Val:
         tok = children[0]

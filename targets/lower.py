@@ -46,6 +46,7 @@ __all__ = [
     "ConvertSpatialReduceMeanToGlobalAveragePool",
     "has_residual_forks",
     "absorb_layout_transposes",
+    "MergeIdenticalTransposesBeforeFork",
 ]
 
 Phase = Literal["qonnx_to_finn", "tidy_up", "streamline", "convert_to_hw"]
@@ -100,14 +101,24 @@ class LoweredModel:
 
 
 class UnsupportedNodesError(NashcError):
-    """Nodes that could not be lowered to FINN hardware layers."""
+    """Nodes that could not be lowered to FINN hardware layers: `nodes` lists (name, op
+    type), names as the user's model or `.nash` file has them; `reasons` maps a name to
+    why FINN refused it (what FINN only logs, or what nashc found)."""
 
-    def __init__(self, nodes: Sequence[tuple[str, str]], where: str) -> None:
+    def __init__(self, nodes: Sequence[tuple[str, str]], where: str,
+                 reasons: dict[str, str] | None = None, notes: Sequence[str] = ()) -> None:
         self.nodes = list(nodes)
+        self.reasons = dict(reasons or {})
         listed = ", ".join(f"{name} ({op})" for name, op in self.nodes)
-        super().__init__(
-            f"cannot lower to FINN hardware layers: {len(self.nodes)} node(s) {where}: "
-            f"{listed}")
+        text = (f"cannot lower to FINN hardware layers: {len(self.nodes)} node(s) {where}: "
+                f"{listed}")
+        why = [f"  {name}: {self.reasons[name]}" for name, _ in self.nodes
+               if name in self.reasons]
+        if why:
+            text += "\n" + "\n".join(why)
+        if notes:
+            text += "\n" + "\n".join(f"  FINN: {n}" for n in notes)
+        super().__init__(text)
 
 
 def has_residual_forks(model: ModelWrapper) -> bool:
@@ -236,6 +247,39 @@ def _resnet_streamline(model: ModelWrapper) -> ModelWrapper:
     return model.transform(DoubleToSingleFloat())
 
 
+class MergeIdenticalTransposesBeforeFork(Transformation):
+    """Replaces identical Transposes on every branch of a fork with one Transpose before
+    the fork (the inverse of FINN's `MoveTransposePastFork`): conv lowering puts an
+    NCHW -> NHWC Transpose on each branch that reads a shared tensor (Concat/Inception
+    branches), and FINN's `AbsorbTransposeIntoMultiThreshold` absorbs only a Transpose
+    that is its threshold's single consumer."""
+
+    def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
+        from qonnx.util.basic import get_by_name
+
+        graph = model.graph
+        for tensor in {t for n in graph.node for t in n.input}:
+            consumers = model.find_consumers(tensor) or []
+            if len(consumers) < 2 or model.get_initializer(tensor) is not None:
+                continue
+            if any(c.op_type != "Transpose" for c in consumers):
+                continue
+            perms = {tuple(get_by_name(c.attribute, "perm").ints) for c in consumers}
+            outputs = {o.name for o in graph.output}
+            if len(perms) != 1 or any(c.output[0] in outputs for c in consumers):
+                continue
+            # have: x -> {Transpose(p) -> y_i}; want: x -> Transpose(p) -> y -> {y_i readers}
+            keep, *rest = consumers
+            for other in rest:
+                for reader in model.find_consumers(other.output[0]) or []:
+                    for i, name in enumerate(reader.input):
+                        if name == other.output[0]:
+                            reader.input[i] = keep.output[0]
+                graph.node.remove(other)
+            return model, True
+        return model, False
+
+
 def absorb_layout_transposes(model: ModelWrapper, residual: bool) -> ModelWrapper:
     """After convs were lowered to Im2Col + MatMul in NHWC: FINN's transpose absorption,
     plus (for residual graphs) moving transposes past joins and forks, as in FINN's
@@ -243,9 +287,11 @@ def absorb_layout_transposes(model: ModelWrapper, residual: bool) -> ModelWrappe
     import finn.transformation.streamline.absorb as absorb
     from finn.transformation.streamline.reorder import (
         MakeMaxPoolNHWC,
+        MoveMulPastJoinConcat,
         MoveTransposePastEltwise,
         MoveTransposePastFork,
         MoveTransposePastJoinAdd,
+        MoveTransposePastJoinConcat,
     )
     from qonnx.transformation.general import GiveUniqueNodeNames
 
@@ -255,11 +301,18 @@ def absorb_layout_transposes(model: ModelWrapper, residual: bool) -> ModelWrappe
     model = model.transform(absorb.AbsorbConsecutiveTransposes())
     if residual:
         for _ in range(3):
-            for trn in (MoveTransposePastJoinAdd(), MoveTransposePastFork(),
+            # FINN's branch recipe also moves transposes past channel Concats (joins)
+            for trn in (MoveTransposePastJoinAdd(), MoveTransposePastJoinConcat(),
+                        MoveMulPastJoinConcat(), MoveTransposePastFork(),
                         MoveTransposePastEltwise(), absorb.AbsorbConsecutiveTransposes(),
                         absorb.AbsorbTransposeIntoMultiThreshold()):
                 model = model.transform(trn)
                 model = model.transform(GiveUniqueNodeNames())
+        # branches that read one tensor (Concat/Inception) each got a layout Transpose;
+        # one Transpose before the fork is absorbed by the threshold that produces it
+        model = model.transform(MergeIdenticalTransposesBeforeFork())
+        model = model.transform(absorb.AbsorbTransposeIntoMultiThreshold())
+        model = model.transform(absorb.AbsorbConsecutiveTransposes())
     return model
 
 
@@ -439,36 +492,233 @@ def step_convert_to_hw(model: ModelWrapper) -> ModelWrapper:
 _SOURCE_TAG = "nashc-source-name:"
 
 
+def _tag_of(node) -> str | None:  # type: ignore[no-untyped-def]
+    """The user's name a node carries (None: none). The tag ends the doc_string (other
+    tags, e.g. `show_as_finn_mvau`'s, may come before it)."""
+    i = node.doc_string.find(_SOURCE_TAG)
+    return node.doc_string[i + len(_SOURCE_TAG):] if i >= 0 else None
+
+
 def _tag_source_names(model: ModelWrapper) -> None:
     """Remembers each node's name in its doc_string: FINN's tidy-up renames nodes, and
-    errors should name nodes as the user's model does."""
+    errors should name nodes as the user does: a layer's name from the `.nash` file or
+    `network ... from` (``nashc.layer=NAME``), else the node's name in the model."""
+    from nashc.runtime.load import LAYER_TAG
+
     for n in model.graph.node:
-        if not n.doc_string.startswith(_SOURCE_TAG) and n.name:
-            n.doc_string = _SOURCE_TAG + n.name
+        if _tag_of(n) is not None:
+            continue
+        name = n.doc_string[len(LAYER_TAG):] if n.doc_string.startswith(LAYER_TAG) \
+            else n.name
+        if name:
+            n.doc_string = _SOURCE_TAG + name
+
+
+#: op types whose user name a replacement prefers (the layer, not its activation)
+_LAYER_OPS = frozenset({"Conv", "MatMul", "Gemm", "ShiftConv", "AdderConv", "ShiftMatMul",
+                        "AdderMatMul", "Im2Col", "MVAU", "VVAU", "MaxPool", "AveragePool",
+                        "Concat", "Add"})
+
+
+def _inherit_source_names(model: ModelWrapper,
+                          before: dict[str, list[tuple[str, str]]],
+                          before_count: dict[str, int]) -> None:
+    """Nodes a transformation created carry the user's name of the nodes it replaced:
+    new nodes connected to each other form one replacement; its tensors that existed
+    before name the replaced nodes (a tag that occurs fewer times now than before);
+    a layer's name wins over its activation's (MatMul + MultiThreshold -> MVAU)."""
+    from collections import Counter
+
+    new = [n for n in model.graph.node if _tag_of(n) is None]
+    if not new:
+        return
+    now = Counter(t for n in model.graph.node if (t := _tag_of(n)) is not None)
+    dropped = {t for t, c in before_count.items() if now[t] < c}
+    if not dropped:
+        return
+    inits = {i.name for i in model.graph.initializer}
+    parent = list(range(len(new)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    by_tensor: dict[str, int] = {}
+    for i, n in enumerate(new):
+        for t in [*n.input, *n.output]:
+            if not t or t in inits:
+                continue
+            if t in by_tensor:
+                parent[find(i)] = find(by_tensor[t])
+            else:
+                by_tensor[t] = i
+    groups: dict[int, list[int]] = {}
+    for i in range(len(new)):
+        groups.setdefault(find(i), []).append(i)
+    for members in groups.values():
+        cands = [(tag, op) for i in members for t in [*new[i].input, *new[i].output]
+                 for tag, op in before.get(t, []) if tag in dropped]
+        if not cands:
+            continue
+        tag = next((tg for tg, op in cands if op in _LAYER_OPS), cands[0][0])
+        for i in members:
+            n = new[i]
+            n.doc_string = (n.doc_string + " " if n.doc_string else "") + _SOURCE_TAG + tag
+
+
+class _NamedModel(ModelWrapper):
+    """A ModelWrapper whose transformations hand the user's node names on to the nodes
+    they create (`_inherit_source_names`); FINN's own transformations run unchanged
+    (nested `transform` calls go through this method too)."""
+
+    def transform(self, transformation: Transformation, *args: object,
+                  **kwargs: object) -> ModelWrapper:
+        before: dict[str, list[tuple[str, str]]] = {}
+        count: dict[str, int] = {}
+        for n in self.graph.node:
+            tag = _tag_of(n)
+            if tag is None:
+                continue
+            count[tag] = count.get(tag, 0) + 1
+            for t in [*n.input, *n.output]:
+                before.setdefault(t, []).append((tag, n.op_type))
+        out = super().transform(transformation, *args, **kwargs)  # type: ignore[arg-type]
+        if not isinstance(out, _NamedModel):
+            out.__class__ = _NamedModel
+        _inherit_source_names(out, before, count)
+        return out
 
 
 def _source_name(node) -> str:  # type: ignore[no-untyped-def]
     """The node's name in the input model, e.g. `Weird_0 (now Sin_0)`."""
-    if node.doc_string.startswith(_SOURCE_TAG):
-        orig = node.doc_string[len(_SOURCE_TAG):]
+    orig = _tag_of(node)
+    if orig is not None:
         return orig if orig == node.name else f"{orig} (now {node.name})"
     return node.name
 
 
-def _check_supported(model: ModelWrapper) -> list[tuple[str, str]]:
+def _int_dtype(model: ModelWrapper, tensor: str) -> bool:
+    dt = model.get_tensor_datatype(tensor)
+    return dt is not None and (dt.is_integer() or dt.name == "BIPOLAR")
+
+
+def _float_origin(model: ModelWrapper, tensor: str) -> str:
+    """Why `tensor` is not integer: the node nearest upstream whose inputs are integers
+    and whose output is float, described in the user's names."""
+    seen = set()
+    t = tensor
+    while t not in seen:
+        seen.add(t)
+        p = model.find_producer(t)
+        if p is None:
+            return "the network input is not quantized (no input quantizer)"
+        data = [i for i in p.input if i and model.get_initializer(i) is None]
+        floats = [i for i in data if not _int_dtype(model, i)]
+        if not floats:
+            const = [model.get_initializer(i) for i in p.input[1:]
+                     if i and model.get_initializer(i) is not None]
+            if p.op_type.endswith("Mul") and const and const[0].size > 1:
+                return (f"{_source_name(p)} multiplies by a per-channel float scale "
+                        f"(shape {tuple(const[0].shape)}): per-channel activation scales "
+                        "cannot be absorbed into FINN's thresholds; use one scale per "
+                        "tensor")
+            return (f"{_source_name(p)} ({p.op_type}) outputs float: FINN needs a "
+                    "quantizer after it")
+        t = floats[0]
+    return "a float cycle"
+
+
+def _why_unsupported(model: ModelWrapper, node, quantized: bool) -> str:  # type: ignore[no-untyped-def]
+    """Why FINN did not make `node` a hardware layer (FINN only logs most of these)."""
+    if not quantized:
+        return ("the model is not quantized (no Quant/BipolarQuant node): FINN lowers "
+                "quantized layers only (export it with Brevitas quantizers)")
+    if node.op_type == "Quant" and len(node.input) > 3:
+        bits = model.get_initializer(node.input[3])
+        if bits is not None and float(bits) > 8:
+            return (f"bit width {float(bits):g} > 8: FINN turns activation quantizers of "
+                    "at most 8 bits into thresholds (max_multithreshold_bit_width=8)")
+    data = [i for i in node.input if i and model.get_initializer(i) is None]
+    for i in data:
+        if not _int_dtype(model, i):
+            dt = model.get_tensor_datatype(i)
+            return (f"Input is not int ({dt.name if dt is not None else '?'}): "
+                    + _float_origin(model, i))
+    if len(node.input) > 1 and model.get_initializer(node.input[1]) is not None \
+            and node.op_type in ("MatMul", "Gemm", "Conv") \
+            and not _int_dtype(model, node.input[1]):
+        return "its weights are not quantized (float): FINN's MVAU needs integer weights"
+    if node.op_type == "Transpose":
+        return "a layout Transpose FINN's streamlining could not absorb next to it"
+    return f"FINN has no hardware layer for {node.op_type} here"
+
+
+class _FinnLog:
+    """Collects what FINN's loggers warn during lowering (its reasons for skipping a
+    layer are only logged), without printing it."""
+
+    NAMES = ("finn_logger", "finn")
+
+    def __enter__(self) -> list[str]:
+        import logging
+
+        self.records: list[str] = []
+        records = self.records
+
+        class _H(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                msg = record.getMessage()
+                if msg not in records:
+                    records.append(msg)
+
+        self.handler = _H(logging.WARNING)
+        self.saved = []
+        for name in self.NAMES:
+            lg = logging.getLogger(name)
+            self.saved.append((lg, lg.level, lg.propagate))
+            lg.setLevel(logging.WARNING)
+            lg.propagate = False
+            lg.addHandler(self.handler)
+        return self.records
+
+    def __exit__(self, *exc: object) -> None:
+        for lg, level, prop in self.saved:
+            lg.removeHandler(self.handler)
+            lg.setLevel(level)
+            lg.propagate = prop
+
+
+def _check_supported(model: ModelWrapper, quantized: bool = True,
+                     finn_log: Sequence[str] = ()) -> list[tuple[str, str]]:
     """Raises for non-hardware nodes between hardware layers or of an op type the host
-    cannot keep; returns the (name, op type) of the host nodes at the graph's ends."""
+    cannot keep (naming each as the user does, with FINN's reason); returns the (name, op
+    type) of the host nodes at the graph's ends."""
     from finn.analysis.fpgadataflow.unsupported_layers import unsupported_layers
 
-    non_hw = [(_source_name(n), n.op_type) for n in model.graph.node if not is_fpgadataflow_node(n)]
+    nodes = [n for n in model.graph.node if not is_fpgadataflow_node(n)]
+    non_hw = [(_source_name(n), n.op_type) for n in nodes]
+
+    def reasons(sel: Sequence[tuple[str, str]]) -> dict[str, str]:
+        names = {name for name, _ in sel}
+        return {_source_name(n): _why_unsupported(model, n, quantized) for n in nodes
+                if _source_name(n) in names}
+
     if not any(is_fpgadataflow_node(n) for n in model.graph.node):
-        raise UnsupportedNodesError(non_hw, "and no hardware layer at all")
+        raise UnsupportedNodesError(non_hw, "and no hardware layer at all", reasons(non_hw),
+                                    finn_log)
     ok, _first = model.analysis(unsupported_layers)
     if not ok:
-        raise UnsupportedNodesError(non_hw, "left between hardware layers (not hardware)")
+        # layout/shape ops (Transpose, Flatten, ...) strand only because a layer next to
+        # them did not become hardware: name those layers when there are any
+        culprits = [(name, op) for name, op in non_hw if op not in HOST_OP_TYPES] or non_hw
+        raise UnsupportedNodesError(culprits, "left between hardware layers (not hardware)",
+                                    reasons(culprits), finn_log)
     bad = [(name, op) for name, op in non_hw if op not in HOST_OP_TYPES]
     if bad:
-        raise UnsupportedNodesError(bad, "at the start/end of the graph not supported")
+        raise UnsupportedNodesError(bad, "at the start/end of the graph not supported",
+                                    reasons(bad), finn_log)
     return non_hw
 
 
@@ -508,10 +758,13 @@ def step_specialize_layers(model: ModelWrapper, fpga_part: str) -> ModelWrapper:
 def _check_specialized(model: ModelWrapper) -> None:
     from finn.util.fpgadataflow import is_hls_node, is_rtl_node
 
-    bad = [(n.name, n.op_type) for n in model.graph.node
-           if not (is_hls_node(n) or is_rtl_node(n))]
+    bad = [n for n in model.graph.node if not (is_hls_node(n) or is_rtl_node(n))]
     if bad:
-        raise UnsupportedNodesError(bad, "in the dataflow partition not specialised to HLS/RTL")
+        raise UnsupportedNodesError(
+            [(_source_name(n), n.op_type) for n in bad],
+            "in the dataflow partition not specialised to HLS/RTL",
+            {_source_name(n): f"FINN's SpecializeLayers has no HLS/RTL variant of "
+             f"{n.op_type} for these attributes" for n in bad})
 
 
 # --- driver ------------------------------------------------------------------------------
@@ -570,13 +823,21 @@ def _lower(model: ModelWrapper, board: Board, clock_mhz: float, extras: list[Ext
             raise NashcError(f"lowering step {name} failed: {type(err).__name__}: {err}") \
                 from err
         timings[name] = time.perf_counter() - t0
+        if not isinstance(m, _NamedModel):  # a step made a new wrapper: keep tracking
+            m.__class__ = _NamedModel
         if save_steps:
             counter[0] += 1
             m.save(str(work / f"{counter[0]:02d}_{name}.onnx"))
         return m
 
-    model = ModelWrapper(_copy_proto(model))
+    from nashc.runtime.load import normalise_model
+
+    model, _ = normalise_model(_NamedModel(_copy_proto(model)))  # batch 1, opset >= 13
+    if not isinstance(model, _NamedModel):
+        model.__class__ = _NamedModel
     _tag_source_names(model)
+    quantized = any(n.op_type in ("Quant", "BipolarQuant", "Trunc", "MultiThreshold")
+                    for n in model.graph.node)
     residual = has_residual_forks(model)
     phases: dict[str, Callable[[ModelWrapper], ModelWrapper]] = {
         "qonnx_to_finn": step_qonnx_to_finn,
@@ -584,17 +845,20 @@ def _lower(model: ModelWrapper, board: Board, clock_mhz: float, extras: list[Ext
         "streamline": lambda m: step_streamline(m, residual),
         "convert_to_hw": step_convert_to_hw,
     }
-    for phase in LOWERING_STEPS:
-        model = run(phase, phases[phase], model)
-        if phase == "tidy_up" and insert_topk:
-            model = run("insert_topk", step_insert_topk, model)
-        for extra in extras:
-            if extra.after == phase:
-                model = run(extra.name, extra.run, model)
-    host_nodes = _check_supported(model)
-    parent, child = step_create_dataflow_partition(model, work / "partitions")
-    child = run("specialize_layers", lambda m: step_specialize_layers(m, board.part), child)
-    _check_specialized(child)
+    with _FinnLog() as finn_log:
+        for phase in LOWERING_STEPS:
+            model = run(phase, phases[phase], model)
+            if phase == "tidy_up" and insert_topk:
+                model = run("insert_topk", step_insert_topk, model)
+            for extra in extras:
+                if extra.after == phase:
+                    model = run(extra.name, extra.run, model)
+        host_nodes = _check_supported(model, quantized, finn_log)
+        parent, child = step_create_dataflow_partition(model, work / "partitions")
+        child = run("specialize_layers", lambda m: step_specialize_layers(m, board.part),
+                    child)
+        _check_specialized(child)
+    parent.__class__ = child.__class__ = ModelWrapper  # plain wrappers for the callers
     return LoweredModel(dataflow=child, parent=parent, board=board, clock_mhz=clock_mhz,
                         host_nodes=host_nodes, step_seconds=timings)
 

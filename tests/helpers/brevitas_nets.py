@@ -71,12 +71,13 @@ def fc_net(c: int = 1, hw: int = 8, bits: int = 4, seed: int = 0,
 
 
 class _Concat(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, shared: bool) -> None:
         super().__init__()
         self.inp = _q8()
         self.branch_a = qnn.QuantConv2d(3, 4, 3, padding=1, bias=False, weight_bit_width=4)
         self.branch_b = qnn.QuantConv2d(3, 4, 1, bias=False, weight_bit_width=4)
-        self.relu_a, self.relu_b = _relu(4), _relu(4)
+        self.relu_a = _relu(4)
+        self.relu_b = self.relu_a if shared else _relu(4)
         self.fc = qnn.QuantLinear(8 * 8 * 8, 10, bias=False, weight_bit_width=4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -86,10 +87,11 @@ class _Concat(nn.Module):
         return self.fc(torch.flatten(y, 1))
 
 
-def concat_net(seed: int = 0) -> nn.Module:
-    """Two conv branches joined by a channel Concat (Inception-style), then fc."""
+def concat_net(shared: bool = False, seed: int = 0) -> nn.Module:
+    """Two conv branches joined by a channel Concat (Inception-style), then fc; with
+    `shared` both branches end in the same activation quantizer (one scale)."""
     torch.manual_seed(seed)
-    return _Concat().eval()
+    return _Concat(shared).eval()
 
 
 def pool_before_act_net(seed: int = 0) -> nn.Module:
