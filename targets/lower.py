@@ -521,51 +521,60 @@ _LAYER_OPS = frozenset({"Conv", "MatMul", "Gemm", "ShiftConv", "AdderConv", "Shi
 
 
 def _inherit_source_names(model: ModelWrapper,
-                          before: dict[str, list[tuple[str, str]]],
+                          before: list[tuple[str, str, set[str], set[str]]],
                           before_count: dict[str, int]) -> None:
-    """Nodes a transformation created carry the user's name of the nodes it replaced:
-    new nodes connected to each other form one replacement; its tensors that existed
-    before name the replaced nodes (a tag that occurs fewer times now than before);
-    a layer's name wins over its activation's (MatMul + MultiThreshold -> MVAU)."""
+    """Nodes a transformation created carry the user's name of the node they replaced.
+
+    A replaced node is one whose tag occurs fewer times now than before. Each new node
+    takes the replaced node that scores best: +2 when it produced one of the new node's
+    outputs, +1 when it read one of its inputs, +2 when it is a layer rather than an
+    activation (so MatMul + MultiThreshold -> MVAU keeps the layer's name; a node
+    replaced one to one, as SpecializeLayers does, keeps its own). New nodes no replaced
+    node touches (Im2Col between the Transposes of a lowered Conv) take the name of a new
+    neighbour, through tensors the transformation created.
+    """
     from collections import Counter
 
     new = [n for n in model.graph.node if _tag_of(n) is None]
     if not new:
         return
     now = Counter(t for n in model.graph.node if (t := _tag_of(n)) is not None)
-    dropped = {t for t, c in before_count.items() if now[t] < c}
+    dropped = [(tag, op, ins, outs) for tag, op, ins, outs in before
+               if now[tag] < before_count[tag]]
     if not dropped:
         return
-    inits = {i.name for i in model.graph.initializer}
-    parent = list(range(len(new)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    by_tensor: dict[str, int] = {}
+    old_tensors = set().union(*(ins | outs for _, _, ins, outs in before))
+    got: dict[int, str] = {}
+    for i, n in enumerate(new):
+        ins, outs = set(n.input), set(n.output)
+        best, score = None, 0
+        for tag, op, b_ins, b_outs in dropped:
+            sc = 2 * bool(b_outs & outs) + bool(b_ins & ins)
+            if sc == 0:
+                continue
+            sc += 2 * (op in _LAYER_OPS)
+            if sc > score:
+                best, score = tag, sc
+        if best is not None:
+            got[i] = best
+    by_tensor: dict[str, list[int]] = {}
     for i, n in enumerate(new):
         for t in [*n.input, *n.output]:
-            if not t or t in inits:
-                continue
-            if t in by_tensor:
-                parent[find(i)] = find(by_tensor[t])
-            else:
-                by_tensor[t] = i
-    groups: dict[int, list[int]] = {}
-    for i in range(len(new)):
-        groups.setdefault(find(i), []).append(i)
-    for members in groups.values():
-        cands = [(tag, op) for i in members for t in [*new[i].input, *new[i].output]
-                 for tag, op in before.get(t, []) if tag in dropped]
-        if not cands:
-            continue
-        tag = next((tg for tg, op in cands if op in _LAYER_OPS), cands[0][0])
-        for i in members:
-            n = new[i]
-            n.doc_string = (n.doc_string + " " if n.doc_string else "") + _SOURCE_TAG + tag
+            if t and t not in old_tensors:
+                by_tensor.setdefault(t, []).append(i)
+    changed = True
+    while changed:  # spread names to new neighbours through the new tensors
+        changed = False
+        for members in by_tensor.values():
+            named = [got[i] for i in members if i in got]
+            if named:
+                for i in members:
+                    if i not in got:
+                        got[i] = named[0]
+                        changed = True
+    for i, tag in got.items():
+        n = new[i]
+        n.doc_string = (n.doc_string + " " if n.doc_string else "") + _SOURCE_TAG + tag
 
 
 class _NamedModel(ModelWrapper):
@@ -575,15 +584,14 @@ class _NamedModel(ModelWrapper):
 
     def transform(self, transformation: Transformation, *args: object,
                   **kwargs: object) -> ModelWrapper:
-        before: dict[str, list[tuple[str, str]]] = {}
+        before: list[tuple[str, str, set[str], set[str]]] = []
         count: dict[str, int] = {}
         for n in self.graph.node:
             tag = _tag_of(n)
             if tag is None:
                 continue
             count[tag] = count.get(tag, 0) + 1
-            for t in [*n.input, *n.output]:
-                before.setdefault(t, []).append((tag, n.op_type))
+            before.append((tag, n.op_type, set(n.input) - {""}, set(n.output)))
         out = super().transform(transformation, *args, **kwargs)  # type: ignore[arg-type]
         if not isinstance(out, _NamedModel):
             out.__class__ = _NamedModel
@@ -624,8 +632,9 @@ def _float_origin(model: ModelWrapper, tensor: str) -> str:
                         f"(shape {tuple(const[0].shape)}): per-channel activation scales "
                         "cannot be absorbed into FINN's thresholds; use one scale per "
                         "tensor")
-            return (f"{_source_name(p)} ({p.op_type}) outputs float: FINN needs a "
-                    "quantizer after it")
+            return (f"the float output of {_source_name(p)} ({p.op_type}) reaches it "
+                    "with no quantizer in between (FINN's layers take integers: quantize "
+                    "the tensor, e.g. a Brevitas QuantIdentity or TruncAvgPool2d)")
         t = floats[0]
     return "a float cycle"
 
@@ -855,6 +864,7 @@ def _lower(model: ModelWrapper, board: Board, clock_mhz: float, extras: list[Ext
                     model = run(extra.name, extra.run, model)
         host_nodes = _check_supported(model, quantized, finn_log)
         parent, child = step_create_dataflow_partition(model, work / "partitions")
+        child.__class__ = _NamedModel  # SpecializeLayers replaces every node: keep names
         child = run("specialize_layers", lambda m: step_specialize_layers(m, board.part),
                     child)
         _check_specialized(child)
