@@ -102,16 +102,21 @@ def load_model(path: str | Path) -> ModelWrapper:
 
 
 def _prepared(model: ModelWrapper) -> ModelWrapper:
-    """A copy with batch 1 and opset >= 13 (`normalise_model`), shapes inferred."""
+    """A copy with a dynamic batch fixed to 1 (`normalise_model`), shapes inferred."""
     from nashc.runtime.load import normalise_model
 
-    m, _ = normalise_model(ModelWrapper(copy.deepcopy(model.model)))
+    m, _ = normalise_model(ModelWrapper(copy.deepcopy(model.model)), raise_opset=False)
     return m.transform(InferShapes())
 
 
 def to_standard_onnx(model: ModelWrapper) -> ModelWrapper:
     """A copy of ``model`` with hybrid ops and QONNX quantizers lowered to standard ONNX."""
     m = _prepared(model)
+    opset = next((o.version for o in m.model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    if opset < 11:  # the lowering emits Round (opset 11): convert the graph up first
+        from nashc.runtime.load import normalise_model
+
+        m, _ = normalise_model(m)
     m = m.transform(LowerHybridOpsToONNX())
     m = m.transform(LowerQonnxQuantToONNX())
     keep = [o for o in m.model.opset_import if o.domain in ("", "ai.onnx")]

@@ -88,7 +88,8 @@ def _default_opset(model: ModelWrapper) -> int | None:
     return next((o.version for o in model.model.opset_import if o.domain in _STD), None)
 
 
-def normalise_model(model: ModelWrapper, where: str = "model") -> tuple[ModelWrapper, list[str]]:
+def normalise_model(model: ModelWrapper, where: str = "model",
+                    raise_opset: bool = True) -> tuple[ModelWrapper, list[str]]:
     """What FINN and nashc's executors need of a loaded model, made so and said:
 
     - a dynamic batch axis (``dim_param`` or 0, as ``torch.onnx.export(dynamic_axes=...)``
@@ -99,8 +100,11 @@ def normalise_model(model: ModelWrapper, where: str = "model") -> tuple[ModelWra
 
     Returns the model (shapes re-inferred when anything changed) and one note per change,
     also stored as a JSON list under the `LOAD_NOTES_KEY` metadata property. Raises
-    `NashcError` (naming `where`) for a dynamic axis other than the batch axis or an opset
-    the converter cannot raise.
+    `NashcError` (naming `where`) for a dynamic axis other than the batch axis, or an
+    opset below 11 (``Round``) the converter cannot raise; at opset 11/12 a model it
+    cannot convert (it knows no custom-domain ops it has no adapter for) is kept as is.
+    `raise_opset=False` only fixes the batch (in-memory graphs, e.g. qonnx's opset-11
+    test graphs, run as they are).
     """
     import json
 
@@ -112,18 +116,22 @@ def normalise_model(model: ModelWrapper, where: str = "model") -> tuple[ModelWra
         notes.append(f"{where}: dynamic batch axis ({', '.join(repr(b) for b in batch)}) "
                      "fixed to 1 (FINN's dataflow processes one frame at a time)")
     opset = _default_opset(model)
-    if opset is not None and opset < MIN_OPSET:
+    if raise_opset and opset is not None and opset < MIN_OPSET:
         from onnx import version_converter
 
+        proto = None
         try:
             proto = version_converter.convert_version(model.model, MIN_OPSET)
         except Exception as exc:  # noqa: BLE001 - the converter raises RuntimeError et al.
-            raise NashcError(f"{where}: ONNX opset {opset} cannot be converted to "
-                             f"{MIN_OPSET}: {str(exc).splitlines()[0]} (export at opset "
-                             f">= {MIN_OPSET})") from None
-        model = ModelWrapper(proto)
-        notes.append(f"{where}: ONNX opset {opset} converted to {MIN_OPSET} (onnx's version "
-                     "converter; nashc's standard-ONNX lowering needs opset >= 13)")
+            if opset < 11:
+                raise NashcError(f"{where}: ONNX opset {opset} cannot be converted to "
+                                 f"{MIN_OPSET}: {str(exc).splitlines()[0]} (export at "
+                                 f"opset >= {MIN_OPSET})") from None
+        if proto is not None:
+            model = model.__class__(proto)
+            notes.append(f"{where}: ONNX opset {opset} converted to {MIN_OPSET} (onnx's "
+                         "version converter; nashc's standard-ONNX lowering needs opset "
+                         ">= 13)")
     if notes:
         try:
             model = model.transform(InferShapes())

@@ -841,7 +841,7 @@ def _lower(model: ModelWrapper, board: Board, clock_mhz: float, extras: list[Ext
 
     from nashc.runtime.load import normalise_model
 
-    model, _ = normalise_model(_NamedModel(_copy_proto(model)))  # batch 1, opset >= 13
+    model, _ = normalise_model(_NamedModel(_copy_proto(model)), raise_opset=False)
     if not isinstance(model, _NamedModel):
         model.__class__ = _NamedModel
     _tag_source_names(model)

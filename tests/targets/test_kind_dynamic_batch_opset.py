@@ -99,3 +99,16 @@ def test_dynamic_spatial_axis_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(NashcError, match="dynamic axis 2"):
         normalise_model(ModelWrapper(proto))
+
+
+def test_in_memory_opset9_graph_runs_in_onnxruntime(tmp_path: Path) -> None:
+    """A graph not loaded through `load_model` (opset 9, with Quant nodes) is converted
+    before its standard-ONNX lowering emits Round (opset 11)."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    path = _export(tmp_path, "fc", {"opset": 9})
+    model = ModelWrapper(str(path))
+    assert {o.domain: o.version for o in model.model.opset_import}[""] == 9
+    x = random_inputs(model, 1)
+    name = model.graph.output[0].name
+    assert (run_qonnx(model, x)[name] == run_onnxruntime(model, x)[name]).all()
