@@ -56,10 +56,10 @@ def test_shape_inference(stmt, shape):
     ("pool q max kernel 2", (3, 7, 7)),
 ])
 def test_stride_floors_on_odd_maps(stmt, shape):
-    net = resolve("  pool p max kernel 3 stride 2\n  " + stmt).network
+    net = resolve("  pool p max kernel 3 stride 2\n  " + stmt + "\n  fc f out 2").network
     assert net.layers[0].out_shape == (3, 15, 15)
     assert net.layers[1].in_shape == (3, 15, 15)
-    assert net.layers[-1].out_shape == shape
+    assert net.layers[1].out_shape == shape
 
 
 def test_block_expansion():
