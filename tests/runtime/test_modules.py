@@ -23,9 +23,17 @@ from nashc.runtime.modules import (
     AdderLinear,
     ShiftConv2d,
     ShiftLinear,
+    _Grid,
+    adder_conv2d,
     shift_weight,
 )
-from nashc.runtime.ops import is_shift_weights, to_adder_weights, to_shift_weights
+from nashc.runtime.ops import (
+    adder_conv_reference,
+    adder_matmul_reference,
+    is_shift_weights,
+    to_adder_weights,
+    to_shift_weights,
+)
 
 
 def _adder_conv_np(x: np.ndarray, w: np.ndarray, stride: int, pad: int) -> np.ndarray:
@@ -185,6 +193,84 @@ def test_adder_quantized_weight_gets_straight_through_gradient() -> None:
     m = AdderLinear(4, 2, weight_bits=4)
     m(quant(torch.randn(3, 4))).sum().backward()
     assert m.weight.grad is not None and bool(m.weight.grad.abs().sum() > 0)
+
+
+# -- adder on a quantization grid (threshold kernel) --------------------------------------
+
+
+@pytest.mark.parametrize("scale", [0.25, 0.4, 0.0371])
+@pytest.mark.parametrize("lo,hi", [(0, 1), (0, 15), (-8, 7)])
+@pytest.mark.parametrize("k,stride,pad", [(1, 1, 0), (3, 1, 1), (3, 2, 1), (5, 2, 2)])
+def test_adder_grid_kernel_bit_exact_against_reference(scale: float, lo: int, hi: int, k: int,
+                                                       stride: int, pad: int) -> None:
+    """Inputs and weights on the grid of a per-tensor scale (powers of two and not):
+    the exact (evaluation) kernel equals the numpy reference bit for bit, the training
+    kernel within float32 rounding."""
+    torch.manual_seed(k * 7 + stride + hi)
+    s = torch.tensor(scale)
+    x = torch.randint(lo, hi + 1, (2, 3, 7, 6)).float() * s
+    w = torch.randint(-8, 8, (4, 3, k, k)).float() * s  # also outside the input range
+    grid = _Grid.of(x, s)
+    assert grid is not None and grid.weight_codes(w) is not None
+    ref = adder_conv_reference(x.numpy(), w.numpy(), None, [k, k], [stride, stride],
+                               [pad] * 4, 1, [1, 1])
+    np.testing.assert_array_equal(adder_conv2d(x, w, s, stride, pad, exact=True).numpy(), ref)
+    y = adder_conv2d(x, w, s, stride, pad, exact=False).numpy()
+    np.testing.assert_allclose(y, ref, rtol=1e-6, atol=1e-6 * scale * float(np.abs(ref).max()))
+
+
+@pytest.mark.parametrize("scale", [0.25, 0.4])
+@pytest.mark.parametrize("levels", [2, 4, 16])
+def test_adder_grid_kernel_gradients_equal_direct_kernel(scale: float, levels: int) -> None:
+    """The threshold kernel's backward (conv weight gradient, per-level transposed
+    convolution of HardTanh) gives the direct kernel's gradients."""
+    torch.manual_seed(levels)
+    s = torch.tensor(scale)
+    x = torch.randint(0, levels, (3, 4, 6, 6)).float() * s
+    w = torch.randint(-4, 4, (5, 4, 3, 3)).float() * s
+    grads = []
+    for sc in (s, None):  # None: no grid, the direct (cdist/einsum) kernel
+        xa, wa = x.clone().requires_grad_(), w.clone().requires_grad_()
+        y = adder_conv2d(xa, wa, sc, 2, 1, eta=0.2)
+        g = torch.linspace(-1, 1, y.numel()).reshape(y.shape)
+        (y * g).sum().backward()
+        assert xa.grad is not None and wa.grad is not None
+        grads.append((y.detach(), xa.grad, wa.grad))
+    for a, b in zip(grads[0], grads[1], strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_adder_grid_detection_refuses_off_grid_and_wide_inputs() -> None:
+    s = torch.tensor(0.5)
+    assert _Grid.of(torch.tensor([0.0, 0.5, 1.0]), s) is not None
+    assert _Grid.of(torch.tensor([0.0, 0.5, 1.1]), s) is None  # not a grid point
+    assert _Grid.of(torch.arange(0, 200).float() * s, s) is None  # too many levels
+    assert _Grid.of(torch.tensor([0.0, 0.5]), None) is None
+    assert _Grid.of(torch.tensor([0.0, 0.5]), torch.tensor(0.0)) is None
+    grid = _Grid.of(torch.tensor([0.0, 0.5, 1.0]), s)
+    assert grid is not None and grid.weight_codes(torch.tensor([0.25])) is None
+
+
+@pytest.mark.parametrize("bits", [2, 4])
+def test_adder_modules_after_brevitas_relu_bit_exact(bits: int) -> None:
+    """The real path: a Brevitas QuantReLU (learned float scale) feeds AdderConv2d and
+    AdderLinear; in eval mode the outputs equal the numpy references exactly."""
+    torch.manual_seed(bits)
+    act = qnn.QuantReLU(bit_width=bits, return_quant_tensor=True)
+    conv = AdderConv2d(3, 4, 3, 1, 1, weight_bits=4)
+    lin = AdderLinear(12, 5, weight_bits=4)
+    qx = act(torch.randn(2, 3, 5, 5) * 3)
+    qv = act(torch.randn(2, 12) * 3)
+    conv.eval()
+    lin.eval()
+    assert _Grid.of(qx.value, qx.scale) is not None
+    y = conv(qx).detach().numpy()
+    ref = adder_conv_reference(qx.value.detach().numpy(), conv.export_weight.numpy(), None,
+                               [3, 3], [1, 1], [1, 1, 1, 1], 1, [1, 1])
+    np.testing.assert_array_equal(y, ref)
+    z = lin(qv).detach().numpy()
+    np.testing.assert_array_equal(
+        z, adder_matmul_reference(qv.value.detach().numpy(), lin.export_weight.numpy()))
 
 
 # -- export -----------------------------------------------------------------------------
