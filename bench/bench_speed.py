@@ -60,27 +60,41 @@ def sample_choices(choices: dict[tuple[str, str], tuple[Any, ...]], n: int,
 
 
 def _state(path: Path, workdir: Path) -> Any:
-    from nashc.pipeline import CompileOptions, CompileState, step_parse
+    import nashc.pipeline as pl
 
-    state = CompileState(path=path, opts=CompileOptions(progress=False), workdir=workdir)
-    step_parse(state)
+    state = pl.CompileState(path=path, opts=pl.CompileOptions(progress=False), workdir=workdir)
+    pl.step_parse(state)
     search = state.program.file.search
-    state.network.prepare(search.metric_batch if search is not None else 32, state.seed)
+    n = search.metric_batch if search is not None else 32
+    if hasattr(pl, "_input_batch"):  # before the candidate interface (baseline commits)
+        state.batch = pl._input_batch(state, n)
+    else:
+        state.network.prepare(n, state.seed)
     return state
 
 
 def coarse_rate(path: Path, n: int, jobs: int, seed: int, workdir: Path) -> dict[str, Any]:
-    from functools import partial
-
-    from nashc.candidate import evaluate_candidate
-    from nashc.pipeline import CoarseEvaluator, _hardware
+    """Candidates per second of the coarse stage of the `nashc` that is imported (this
+    tree's, or a baseline commit's when run by `_measure_in_subprocess`)."""
+    import nashc.pipeline as pl
 
     state = _state(path, workdir)
-    evaluate = partial(evaluate_candidate, state.network, seed=state.seed,
-                       hardware=_hardware(state))
-    choices = sample_choices(state.network.choices(), n, seed)
+    if hasattr(pl, "CoarseContext"):  # before the candidate interface (baseline commits)
+        ctx = pl.CoarseContext(state.program, state.seed, state.batch, state.budget,
+                               state.clock_mhz)
+        choices = sample_choices({k: tuple(v) for k, v in state.program.choices.items()}, n,
+                                 seed)
+        evaluator = pl.CoarseEvaluator(ctx, jobs)
+    else:
+        from functools import partial
+
+        from nashc.candidate import evaluate_candidate
+
+        evaluate = partial(evaluate_candidate, state.network, seed=state.seed,
+                           hardware=pl._hardware(state))
+        choices = sample_choices(state.network.choices(), n, seed)
+        evaluator = pl.CoarseEvaluator(evaluate, jobs)
     t0 = time.perf_counter()
-    evaluator = CoarseEvaluator(evaluate, jobs)
     try:
         # warm-up: spawns the workers (jobs > 1) and runs every import once
         evaluator([choices[0]] * max(jobs, 1))
@@ -93,7 +107,54 @@ def coarse_rate(path: Path, n: int, jobs: int, seed: int, workdir: Path) -> dict
     assert len(cands) == len(choices)
     return {"example": path.name, "jobs": jobs, "n": len(cands), "seconds": secs,
             "per_s": len(cands) / secs, "startup_s": startup,
+            "scores": [float(c.score) for c in cands],
             "scores_finite": sum(math.isfinite(c.score) and c.score > -1e9 for c in cands)}
+
+
+#: The last commit of main before issue 13's kernels and scoring changes: the baseline
+#: the zero-shot rate is compared against, measured in the same run.
+BASELINE_REF = "b2d63af"
+_PACKAGES = {"nashc": "nashc", "nashc/dsl": "dsl", "nashc/passes": "passes",
+             "nashc/runtime": "runtime", "nashc/targets": "targets"}
+
+
+def baseline_tree(ref: str, dest: Path) -> Path | None:
+    """The `nashc` package of commit `ref` laid out under `dest` for PYTHONPATH (git
+    archive of its folders), or None when git or the commit is not available."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    src = dest / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    folders = sorted(set(_PACKAGES.values()))
+    try:
+        data = subprocess.run(["git", "-C", str(root), "archive", ref, *folders],
+                              check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(src)], input=data, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    pkg = dest / "pkg"
+    for target, folder in sorted(_PACKAGES.items()):
+        (pkg / target).parent.mkdir(parents=True, exist_ok=True)
+        (src / folder).rename(pkg / target)
+    return pkg
+
+
+def _measure_in_subprocess(path: Path, n: int, jobs: int, seed: int, workdir: Path,
+                           pythonpath: Path | None) -> dict[str, Any]:
+    """`coarse_rate` in a fresh interpreter importing nashc from `pythonpath` (a baseline
+    tree) or from this tree (None)."""
+    import subprocess
+
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    out = workdir / f"coarse_{path.stem}_{jobs}_{'old' if pythonpath else 'new'}.json"
+    workdir.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, str(Path(__file__).resolve()), "--coarse-worker",
+                    str(path), str(n), str(jobs), str(seed), str(out)], env=env, check=True)
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
 
 
 def finn_rate(path: Path, n: int, seed: int, workdir: Path) -> dict[str, Any]:
@@ -152,14 +213,28 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     finn_files = [tfc] if args.quick else [tfc, res8]
     compile_files = [tfc] if args.quick else [tfc, cnv, res8]
     jobs_list = [1] if args.quick else [1, 2]
-    out: dict[str, Any] = {"coarse": [], "finn": [], "compile": []}
+    out: dict[str, Any] = {"coarse": [], "finn": [], "compile": [], "baseline": None}
+    old = None
+    if args.baseline != "none":
+        old = baseline_tree(args.baseline, workdir / "baseline")
+        out["baseline"] = args.baseline if old is not None else None
+        if old is None:
+            print(f"baseline {args.baseline}: not available (no git checkout?), new code only")
     for f in coarse_files:
         for jobs in jobs_list:
-            r = coarse_rate(f, args.n, jobs, args.seed, workdir / f"coarse_{f.stem}_{jobs}")
+            # baseline and new back to back, so the machine's load affects both alike
+            wd = workdir / f"coarse_{f.stem}_{jobs}"
+            r = _measure_in_subprocess(f, args.n, jobs, args.seed, wd, None)
+            if old is not None:
+                b = _measure_in_subprocess(f, args.n, jobs, args.seed, wd, old)
+                r["baseline"] = {k: b[k] for k in ("n", "seconds", "per_s", "startup_s")}
+                r["max_score_diff"] = max(abs(x - y) for x, y in zip(r["scores"], b["scores"],
+                                                                     strict=True))
             out["coarse"].append(r)
+            base = (f"; baseline {r['baseline']['per_s']:.2f}/s" if "baseline" in r else "")
             print(f"zero-shot {f.name:20s} jobs {jobs}: {r['n']} candidates in "
-                  f"{r['seconds']:.1f} s = {r['per_s']:.2f}/s (start-up {r['startup_s']:.1f} s)",
-                  flush=True)
+                  f"{r['seconds']:.1f} s = {r['per_s']:.2f}/s (start-up {r['startup_s']:.1f} s)"
+                  + base, flush=True)
     for f in finn_files:
         r = finn_rate(f, args.finn_n, args.seed, workdir / f"finn_{f.stem}")
         out["finn"].append(r)
@@ -167,6 +242,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
               f"{r['per_s']:.3f}/s ({r['ok']} lowered)", flush=True)
     for f in compile_files:
         cap = args.search_cap if f != tfc or args.quick else None
+        if args.uncapped and not args.quick:
+            cap = None
         r = compile_time(f, cap, 1 if args.quick else None, workdir,
                          survivors=2 if args.quick else None)
         out["compile"].append(r)
@@ -180,16 +257,24 @@ def render(res: dict[str, Any], args: argparse.Namespace, load: tuple[str, str])
         "## 4. Search speed",
         "",
         f"Zero-shot stage: {args.n} distinct random candidates of each file's space "
-        "(`CoarseEvaluator`: build the module, zero-shot score on the file's scoring "
+        "(`CoarseEvaluator`: build the module, full zero-shot score on the file's scoring "
         "batch, analytic fps bound); worker start-up (process spawn + imports) timed "
-        "apart.",
+        "apart. Baseline: the same measurement, in the same run right after, with nashc "
+        f"as of commit `{res.get('baseline') or 'n/a'}` (before the grid adder kernel and "
+        "the scoring changes); score diff = largest |new - baseline| score over the same "
+        "candidates.",
         "",
-        "| example | workers | candidates | seconds | candidates / s | start-up s |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| example | workers | candidates | baseline s | baseline candidates / s | s | "
+        "candidates / s | speed-up | score diff | start-up s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in res["coarse"]:
-        lines.append(f"| {r['example']} | {r['jobs']} | {r['n']} | {r['seconds']:.1f} | "
-                     f"{r['per_s']:.2f} | {r['startup_s']:.1f} |")
+        b = r.get("baseline")
+        bs = (f"{b['seconds']:.1f} | {b['per_s']:.2f}" if b else "- | -")
+        sp = f"{r['per_s'] / b['per_s']:.2f}x" if b else "-"
+        diff = f"{r['max_score_diff']:.1e}" if "max_score_diff" in r else "-"
+        lines.append(f"| {r['example']} | {r['jobs']} | {r['n']} | {bs} | {r['seconds']:.1f} | "
+                     f"{r['per_s']:.2f} | {sp} | {diff} | {r['startup_s']:.1f} |")
     lines += [
         "",
         "Fine stage (`_finn_stage`: calibrate, export to QONNX, FINN lowering incl. hybrid "
@@ -240,6 +325,9 @@ def reading(res: dict[str, Any], load: tuple[str, str] = ("0", "0")) -> str:
         one, two = by.get((ex, 1)), by.get((ex, 2))
         txt = f"{ex}: {one['per_s']:.1f} candidates/s scored zero-shot with 1 worker" if one \
             else ex
+        if one and one.get("baseline"):
+            txt += (f" (baseline {one['baseline']['per_s']:.1f}/s: "
+                    f"{one['per_s'] / one['baseline']['per_s']:.2f}x)")
         if one and two:
             txt += (f", {two['per_s']:.1f}/s with 2 ({two['per_s'] / one['per_s']:.2f}x; "
                     f"plus {two['startup_s']:.0f} s to start the workers)")
@@ -288,8 +376,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--finn-n", type=int, default=None, help="FINN candidates per example")
     ap.add_argument("--search-cap", type=float, default=None,
                     help="cap on the architecture search of cnv/resnet8 compiles (s)")
+    ap.add_argument("--uncapped", action="store_true",
+                    help="compile cnv/resnet8 with no cap on the architecture search")
+    ap.add_argument("--baseline", default=BASELINE_REF,
+                    help=f"git commit whose zero-shot rate is measured in the same run "
+                    f"(default {BASELINE_REF}; 'none' to skip)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--coarse-worker", nargs=5, metavar=("FILE", "N", "JOBS", "SEED", "OUT"),
+                    help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.coarse_worker:
+        logging.disable(logging.WARNING)
+        warnings.filterwarnings("ignore")
+        f, n, jobs, seed, out = args.coarse_worker
+        with tempfile.TemporaryDirectory(prefix="bench_speed_w_") as tmp:
+            r = coarse_rate(Path(f), int(n), int(jobs), int(seed), Path(tmp))
+        Path(out).write_text(json.dumps(r))
+        return 0
     args.n = args.n or (10 if args.quick else 40)
     args.finn_n = args.finn_n or (1 if args.quick else 3)
     args.search_cap = args.search_cap or (10.0 if args.quick else 120.0)

@@ -17,7 +17,8 @@ at least one adder layer; plus the accuracy of the architecture each score ranks
 and the mean accuracy of its top 5. A score of -inf (SynFlow when no signal reaches the
 output) ranks last. Usage:
 
-    python bench/bench_zeroshot.py [--quick] [--no-write] [--n N] [--epochs E] [--json F]
+    python bench/bench_zeroshot.py [--quick] [--no-write] [--networks rescnn mlp] [--n N]
+                                   [--epochs E] [--json F] [--render F.json ...]
 """
 
 from __future__ import annotations
@@ -55,6 +56,66 @@ train {
 }
 """
 
+#: Digits CNN with residual blocks (the shape of the resnet8 example, scaled to 8x8 digits).
+RES_SPACE = """
+network zsres {
+  input 1x8x8 uint8
+  weights int4
+  activations uint4
+
+  conv  stem out 16 kernel 3
+  block b1   residual out 16
+  block b2   residual out 32 stride 2
+  pool  gap  global avg
+  fc    head out 10 weights int8
+}
+
+space {
+  op    b*.conv*  in {conv, shift, adder}
+  width b*        in {0.5, 1.0}
+  wbits b*        in {2, 4, 8}
+  abits b*        in {2, 4}
+  fix   stem, head
+}
+
+train {
+  dataset digits
+  epochs  2
+  batch   64
+  lr      0.01
+}
+"""
+
+#: TFC-like MLP on digits (FINN's TFC shape, scaled down).
+MLP_SPACE = """
+network zsmlp {
+  input 1x8x8 uint8
+  weights int4
+  activations uint4
+
+  fc fc0  out 64
+  fc fc1  out 64
+  fc fc2  out 64
+  fc head out 10 weights int8
+}
+
+space {
+  op    fc1, fc2       in {conv, shift, adder}
+  wbits fc0, fc1, fc2  in {2, 4, 8}
+  abits fc0, fc1, fc2  in {2, 4}
+  fix   head
+}
+
+train {
+  dataset digits
+  epochs  2
+  batch   64
+  lr      0.01
+}
+"""
+
+NETWORK_SPACES = {"cnn": SPACE, "rescnn": RES_SPACE, "mlp": MLP_SPACE}
+
 SCORE_NAMES = ("zero_shot", "naswot", "synflow", "params")
 SCORE_LABELS = {"zero_shot": "zero_shot (nashc)", "naswot": "NASWOT", "synflow": "SynFlow",
                 "params": "#params"}
@@ -78,13 +139,20 @@ def sample_architectures(choices: dict[tuple[str, str], tuple[Any, ...]], n: int
 
 
 def arch_summary(choice: dict[tuple[str, str], Any]) -> str:
-    """e.g. `stem w0.5 w4a2 · c1 adder w1 w8a4 · c2 conv w0.5 w2a2`."""
+    """e.g. `b1.conv1 adder · b1 x0.5 w8a4 · b2.conv2 shift`: the choices per layer."""
+    per: dict[str, dict[str, Any]] = {}
+    for (layer, dim), v in sorted(choice.items()):
+        per.setdefault(layer, {})[dim] = v
     parts = []
-    for layer in COMPUTE_LAYERS:
-        op = choice.get((layer, "op"), "conv")
-        width = choice.get((layer, "width"), 1.0)
-        wb, ab = choice.get((layer, "wbits"), "-"), choice.get((layer, "abits"), "-")
-        parts.append(f"{layer} {op} x{width:g} w{wb}a{ab}")
+    for layer, d in per.items():
+        txt = [layer]
+        if "op" in d:
+            txt.append(str(d["op"]))
+        if "width" in d:
+            txt.append(f"x{d['width']:g}")
+        if "wbits" in d or "abits" in d:
+            txt.append(f"w{d.get('wbits', '-')}a{d.get('abits', '-')}")
+        parts.append(" ".join(txt))
     return " · ".join(parts)
 
 
@@ -135,10 +203,11 @@ def top_picks(acc: list[float], score: list[float], k: int = 5) -> tuple[float, 
 
 def evaluate_architectures(program: Any, archs: list[dict[tuple[str, str], Any]],
                            epochs: int, lr: float, batch: int, seed: int,
-                           log: Any = print) -> list[dict[str, Any]]:
+                           log: Any = print, on_row: Any = None) -> list[dict[str, Any]]:
+    import torch
 
     from nashc.candidate import DeclaredNetwork
-    from nashc.passes.zeroshot import score
+    from nashc.passes.zeroshot import hybrid_terms, score
     from nashc.runtime.train import digits_loaders, train
     from nashc.training import build_candidate
 
@@ -155,7 +224,13 @@ def evaluate_architectures(program: Any, archs: list[dict[tuple[str, str], Any]]
         for name in SCORE_NAMES:
             module = fresh()
             t0 = time.perf_counter()
-            value = score(name, module, x)
+            if name == "zero_shot":
+                torch.manual_seed(0)  # as `score` does
+                e, t = hybrid_terms(module, x)
+                value = e + t
+                row["scores"]["zs_expressivity"], row["scores"]["zs_trainability"] = e, t
+            else:
+                value = score(name, module, x)
             row["ms"][name] = (time.perf_counter() - t0) * 1e3
             row["scores"][name] = float(value)
         module = fresh()
@@ -166,10 +241,12 @@ def evaluate_architectures(program: Any, archs: list[dict[tuple[str, str], Any]]
         row["val_curve"] = [float(a) for a in result.val_accuracy]
         row["accuracy"] = float(result.val_accuracy[-1])
         rows.append(row)
+        if on_row is not None:
+            on_row(rows)
         sc = row["scores"]
         log(f"[{i + 1:2d}/{len(archs)}] acc {row['accuracy']:.3f}  zs {sc['zero_shot']:8.3f}  "
             f"naswot {sc['naswot']:7.1f}  synflow {sc['synflow']:7.2f}  params "
-            f"{sc['params']:6.0f}  train {row['train_s']:5.1f}s  {row['arch']}")
+            f"{sc['params']:6.0f}  train {row['train_s']:5.1f}s  {row['arch']}", flush=True)
     return rows
 
 
@@ -331,6 +408,16 @@ def _same_order(st: dict[str, Any]) -> bool:
     return sorted(SCORE_NAMES, key=key("tau")) == sorted(SCORE_NAMES, key=key("rho"))
 
 
+def render_runs(runs: list[dict[str, Any]]) -> str:
+    """Placeholder until the combined table is written: one old-style section per run."""
+    out = []
+    for r in runs:
+        body, _ = render(r["architectures"], r["epochs"], r["lr"], r["batch"], r["seed"],
+                         r["space_size"], r["n_val"])
+        out.append(body)
+    return "\n\n".join(out)
+
+
 def render(rows: list[dict[str, Any]], epochs: int, lr: float, batch: int, seed: int,
            space_size: int, n_val: int) -> tuple[str, dict[str, Any]]:
     """The RESULTS.md section (markdown) and the statistics, from the measured rows."""
@@ -397,45 +484,71 @@ def render(rows: list[dict[str, Any]], epochs: int, lr: float, batch: int, seed:
                               "tau_by_epoch": ep_stats}
 
 
+def collect(network: str, n: int, epochs: int | None, seed: int,
+            json_path: Path | None) -> dict[str, Any]:
+    """Samples `n` architectures of `network`'s space, scores and trains each; the raw
+    rows (written to `json_path` after every architecture, so a cut run keeps its rows)."""
+    from nashc.dsl import check_program, parse
+    from nashc.runtime.train import digits_loaders
+
+    t_start = time.perf_counter()
+    program = check_program(parse(NETWORK_SPACES[network], f"bench_zeroshot_{network}.nash"))
+    tr_cfg = program.file.train
+    epochs = epochs if epochs is not None else tr_cfg.epochs
+    lr, batch = float(tr_cfg.lr), int(tr_cfg.batch)
+    archs = sample_architectures(program.choices, n, seed)
+    n_val = sum(int(y.numel()) for _, y in digits_loaders(batch, seed=seed)[1])
+    space_size = math.prod(len(v) for v in program.choices.values())
+    meta = {"network": network, "n": n, "epochs": epochs, "lr": lr, "batch": batch,
+            "seed": seed, "space_size": space_size, "n_val": n_val,
+            "space": NETWORK_SPACES[network]}
+
+    def save(rows: list[dict[str, Any]]) -> None:
+        if json_path is not None:
+            json_path.write_text(json.dumps({**meta, "seconds": time.perf_counter() - t_start,
+                                             "architectures": rows}, indent=1, default=str))
+
+    rows = evaluate_architectures(program, archs, epochs, lr, batch, seed, on_row=save)
+    save(rows)
+    return {**meta, "seconds": time.perf_counter() - t_start, "architectures": rows}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="8 architectures, 1 epoch (smoke test)")
     ap.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
-    ap.add_argument("--n", type=int, default=None, help="architectures (default 30; quick 8)")
+    ap.add_argument("--networks", nargs="+", default=["rescnn", "mlp"],
+                    choices=sorted(NETWORK_SPACES), help="networks to measure (default both)")
+    ap.add_argument("--n", type=int, default=None,
+                    help="architectures per network (default 100; quick 8)")
     ap.add_argument("--epochs", type=int, default=None,
                     help="training epochs per architecture (default: the train section; quick 1)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1: the machine's cores are shared, and "
                     "oversubscribed threads make both training and timings erratic)")
-    ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
+    ap.add_argument("--json", type=Path, default=None,
+                    help="write the raw rows here (one file per network: NAME is appended)")
+    ap.add_argument("--render", type=Path, nargs="+", default=None,
+                    help="no measuring: render the section from these JSON files")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     import torch
 
-    from nashc.dsl import check_program, parse
-    from nashc.runtime.train import digits_loaders
-
     torch.set_num_threads(max(1, args.threads))
-    t_start = time.perf_counter()
-    program = check_program(parse(SPACE, "bench_zeroshot.nash"))
-    tr_cfg = program.file.train
-    n = args.n if args.n is not None else (8 if args.quick else 30)
-    epochs = args.epochs if args.epochs is not None else (1 if args.quick else tr_cfg.epochs)
-    lr, batch = float(tr_cfg.lr), int(tr_cfg.batch)
-    archs = sample_architectures(program.choices, n, args.seed)
-    rows = evaluate_architectures(program, archs, epochs, lr, batch, args.seed)
-    n_val = sum(int(y.numel()) for _, y in digits_loaders(batch, seed=args.seed)[1])
-    space_size = math.prod(len(v) for v in program.choices.values())
-    body, stats = render(rows, epochs, lr, batch, args.seed, space_size, n_val)
-    total_s = time.perf_counter() - t_start
+    if args.render:
+        runs = [json.loads(p.read_text()) for p in args.render]
+    else:
+        n = args.n if args.n is not None else (8 if args.quick else 100)
+        epochs = 1 if args.quick and args.epochs is None else args.epochs
+        runs = []
+        for net in args.networks:
+            path = (args.json.with_name(f"{args.json.stem}_{net}{args.json.suffix or '.json'}")
+                    if args.json is not None else None)
+            runs.append(collect(net, n, epochs, args.seed, path))
+    body = render_runs(runs)
     print()
     print(body)
-    print(f"\n(total {total_s:.0f} s)")
-    if args.json is not None:
-        args.json.write_text(json.dumps({
-            "n": len(rows), "epochs": epochs, "lr": lr, "batch": batch, "seed": args.seed,
-            "seconds": total_s, **stats, "architectures": rows}, indent=1, default=str))
     if not args.no_write:
         write_section("zeroshot", body, command_line())
     return 0

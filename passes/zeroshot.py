@@ -38,7 +38,7 @@ nothing across spaces. Its quality is measured against trained accuracy in the b
 
 from __future__ import annotations
 
-import copy
+import copy as _copy
 import math
 from collections.abc import Callable
 
@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["SCORES", "hybrid_score", "naswot_score", "synflow_score", "param_count", "score"]
+__all__ = ["SCORES", "hybrid_score", "hybrid_terms", "naswot_score", "synflow_score", "param_count", "score"]
 
 
 def _relu_like(module: nn.Module) -> bool:
@@ -79,9 +79,11 @@ def _logdet(k: torch.Tensor) -> float:
     return float(val) if float(sign) > 0 else float("-inf")
 
 
-def naswot_score(model: nn.Module, x: torch.Tensor) -> float:
-    """NASWOT: logdet of the summed Hamming kernel of all ReLU activation codes."""
-    model = copy.deepcopy(model)  # the forward pass moves BatchNorm/quantizer statistics
+def naswot_score(model: nn.Module, x: torch.Tensor, copy: bool = True) -> float:
+    """NASWOT: logdet of the summed Hamming kernel of all ReLU activation codes.
+    `copy=False` scores `model` itself (its BatchNorm/quantizer statistics move)."""
+    if copy:
+        model = _copy.deepcopy(model)  # the forward pass moves BatchNorm/quantizer statistics
     codes: list[torch.Tensor] = []
     _codes_hooks(model, codes)
     model.train()
@@ -96,13 +98,24 @@ def naswot_score(model: nn.Module, x: torch.Tensor) -> float:
 
 
 def hybrid_score(model: nn.Module, x: torch.Tensor, seed: int = 0,
-                 grad_batch: int = 8) -> float:
-    """nashc's hybrid-aware score (see the module docstring for the formula).
+                 grad_batch: int = 8, copy: bool = True) -> float:
+    """nashc's hybrid-aware score (see the module docstring for the formula): the sum of
+    the two terms of `hybrid_terms`."""
+    e, t = hybrid_terms(model, x, seed, grad_batch, copy)
+    return e + t
+
+
+def hybrid_terms(model: nn.Module, x: torch.Tensor, seed: int = 0,
+                 grad_batch: int = 8, copy: bool = True) -> tuple[float, float]:
+    """The (expressivity, trainability) terms of `hybrid_score`.
 
     The activation codes come from a forward pass of the whole batch without autograd;
     the gradient term from a forward/backward pass of its first `grad_batch` samples
-    (the backward pass of adder layers costs O(N*L*O*K) and dominates otherwise)."""
-    model = copy.deepcopy(model)  # the passes move BatchNorm/quantizer statistics
+    (the backward pass of adder layers costs O(N*L*O*K) and dominates otherwise).
+    `copy=False` scores `model` itself: its BatchNorm/quantizer statistics and
+    gradients change (the coarse stage scores a module built for the purpose)."""
+    if copy:
+        model = _copy.deepcopy(model)  # the passes move BatchNorm/quantizer statistics
     codes: list[torch.Tensor] = []
     hooks = _codes_hooks(model, codes)
     gen = torch.Generator().manual_seed(seed)
@@ -138,12 +151,14 @@ def hybrid_score(model: nn.Module, x: torch.Tensor, seed: int = 0,
         trainability.append(math.log1p(float(g.norm()) / math.sqrt(g.numel())))
     e = float(np.mean(expressivity)) if expressivity else 0.0
     t = float(np.mean(trainability)) if trainability else 0.0
-    return e + t
+    return e, t
 
 
-def synflow_score(model: nn.Module, x: torch.Tensor) -> float:
-    """SynFlow: sum |theta * dR/dtheta| with |weights| and an all-ones input (double)."""
-    model = copy.deepcopy(model)
+def synflow_score(model: nn.Module, x: torch.Tensor, copy: bool = True) -> float:
+    """SynFlow: sum |theta * dR/dtheta| with |weights| and an all-ones input (double).
+    `copy=False` works on `model` itself (its weights become |weights|)."""
+    if copy:
+        model = _copy.deepcopy(model)
     model.eval()
     with torch.no_grad():
         for p in model.parameters():
@@ -160,7 +175,7 @@ def synflow_score(model: nn.Module, x: torch.Tensor) -> float:
     return math.log(total) if total > 0 else float("-inf")
 
 
-def param_count(model: nn.Module, x: torch.Tensor | None = None) -> float:
+def param_count(model: nn.Module, x: torch.Tensor | None = None, copy: bool = True) -> float:
     """Number of trainable parameters."""
     return float(sum(p.numel() for p in model.parameters() if p.requires_grad))
 

@@ -234,9 +234,10 @@ def _thermometer(codes: Tensor, t: int) -> Tensor:
     (N, C*T, H, W) (channel ``c*T + j``) in channels-last memory, which oneDNN
     convolves about twice as fast as the default layout here."""
     n, c, h, w = codes.shape
-    th = torch.arange(t, dtype=codes.dtype)
-    cl = codes.permute(0, 2, 3, 1).unsqueeze(-1) > th  # (N, H, W, C, T)
-    return cl.to(torch.float32).reshape(n, h, w, c * t).permute(0, 3, 1, 2)
+    table = (torch.arange(t + 1).unsqueeze(1) > torch.arange(t)).to(torch.float32)
+    # a row lookup writes the output once (a compare-then-convert writes it twice)
+    cl = F.embedding(codes.permute(0, 2, 3, 1).long(), table)  # (N, H, W, C, T)
+    return cl.reshape(n, h, w, c * t).permute(0, 3, 1, 2)
 
 
 #: Above this many thresholds an exact (float64) adder on a grid with unequal level steps
