@@ -35,7 +35,9 @@ the ``symbolic`` method of an autograd function, under the dynamo exporter
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -55,6 +57,7 @@ __all__ = [
     "adder_core",
     "adder_conv2d",
     "adaptive_grad_scale",
+    "raw_adder_gradients",
 ]
 
 DOMAIN = "nashc.runtime.ops"
@@ -131,6 +134,24 @@ def adder_weight(w: Tensor, scale: Tensor | None, bits: int) -> Tensor:
     return out
 
 
+#: Whether adder weight gradients get AdderNet's adaptive scaling (`raw_adder_gradients`
+#: turns it off, e.g. for a score that compares gradient magnitudes across layer types).
+_ADAPTIVE = [True]
+
+
+@contextlib.contextmanager
+def raw_adder_gradients() -> Iterator[None]:
+    """Within this block adder layers give their weights the plain gradient
+    ``sum g * (X - W)`` without `adaptive_grad_scale` (whose norm is ``eta*sqrt(numel)``
+    whatever reaches the layer)."""
+    old = _ADAPTIVE[0]
+    _ADAPTIVE[0] = False
+    try:
+        yield
+    finally:
+        _ADAPTIVE[0] = old
+
+
 def adaptive_grad_scale(grad: Tensor, eta: float) -> Tensor:
     """AdderNet's adaptive learning-rate scaling: ``grad * eta * sqrt(numel) / ||grad||_2``."""
     norm = grad.norm(p=2)
@@ -164,7 +185,7 @@ class _AdderFn(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             # full-precision gradient dY/dW = X - W
             gw = torch.einsum("nol,nkl->ok", g, cols) - w * g.sum(dim=(0, 2)).unsqueeze(1)
-            grad_w = adaptive_grad_scale(gw, ctx.eta)
+            grad_w = adaptive_grad_scale(gw, ctx.eta) if _ADAPTIVE[0] else gw
         if ctx.needs_input_grad[0]:
             # dY/dX = HardTanh(W - X), accumulated in chunks of output channels
             grad_cols = _adder_input_grad(cols, w, g)
@@ -346,7 +367,7 @@ class _AdderConvFn(torch.autograd.Function):
             # full-precision gradient dY/dW = X - W: the convolution weight gradient
             gw = _nn_grad.conv2d_weight(x, w.shape, g, stride=stride, padding=pad)
             gw = gw - w * g.sum(dim=(0, 2, 3)).reshape(o, 1, 1, 1)
-            grad_w = adaptive_grad_scale(gw, ctx.eta)
+            grad_w = adaptive_grad_scale(gw, ctx.eta) if _ADAPTIVE[0] else gw
         if ctx.needs_input_grad[0]:
             grid = ctx.grid
             if grid is not None:

@@ -68,3 +68,61 @@ def test_dead_network_scores_lower(batch):
         dead[0].bias.zero_()
     assert hybrid_score(alive, batch) > hybrid_score(dead, batch)
     assert naswot_score(alive, batch) > naswot_score(dead, batch)
+
+
+def _adder_net(n_adder: int) -> nn.Sequential:
+    """conv stem, then two middle layers of which the first `n_adder` are AdderConv2d."""
+    from nashc.runtime.modules import AdderConv2d
+
+    torch.manual_seed(0)
+    layers: list[nn.Module] = [nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU()]
+    for i in range(2):
+        mid = AdderConv2d(8, 8, 3, 1, 1) if i < n_adder else nn.Conv2d(8, 8, 3, padding=1)
+        layers += [mid, nn.BatchNorm2d(8), nn.ReLU()]
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)]
+    return nn.Sequential(*layers)
+
+
+@pytest.mark.parametrize("n_adder", [0, 1, 2])
+def test_search_score_ranks_fewer_adder_layers_first(n_adder, batch):
+    from nashc.passes.zeroshot import (
+        ADDER_PENALTY,
+        adder_layers,
+        combine_search_score,
+        hybrid_terms,
+        search_score,
+    )
+
+    model = _adder_net(n_adder)
+    assert adder_layers(model) == n_adder
+    h = hybrid_score(model, batch)
+    e, t = hybrid_terms(model, batch)
+    assert e + t == pytest.approx(h)
+    s = search_score(model, batch)
+    assert s == pytest.approx(combine_search_score(h, n_adder))
+    assert s == pytest.approx(h - ADDER_PENALTY * n_adder)
+    # the penalty is larger than any spread of the hybrid score: one more adder layer
+    # always ranks lower
+    assert -ADDER_PENALTY < -50 - 2 and SCORES["zero_shot"] is search_score
+
+
+def test_scores_in_place_equal_scores_of_a_copy(batch):
+    for name in ("hybrid", "naswot", "synflow"):
+        a = SCORES[name](_adder_net(1), batch)
+        b = SCORES[name](_adder_net(1), batch, copy=False)
+        assert a == b, name
+
+
+def test_hybrid_trainability_uses_plain_adder_gradients(batch):
+    """AdderNet's adaptive scaling gives every adder layer the gradient norm
+    eta*sqrt(n); the trainability term must see the plain gradient instead."""
+    from nashc.passes.zeroshot import hybrid_terms
+    from nashc.runtime.modules import AdderConv2d
+
+    model = _adder_net(2)
+    hybrid_terms(model, batch, copy=False)
+    for m in model.modules():
+        if isinstance(m, AdderConv2d):
+            assert m.weight.grad is not None
+            norm = float(m.weight.grad.norm())
+            assert norm != pytest.approx(m.eta * math.sqrt(m.weight.numel()), rel=1e-3)
