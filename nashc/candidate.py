@@ -221,7 +221,9 @@ class DeclaredNetwork(NetworkSource):
     def score(self, built: Any) -> float:
         from nashc.passes.zeroshot import SCORES
 
-        return float(SCORES.get(self.metric, SCORES["zero_shot"])(built, self.batch))
+        # `built` is made for this evaluation (`evaluate_candidate`): scored in place, no copy
+        return float(SCORES.get(self.metric, SCORES["zero_shot"])(built, self.batch,
+                                                                  copy=False))
 
     def layer_work(self, built: Any, choice: Choice) -> list[LayerWork]:
         return module_layer_work(built, self.batch, weight_bits(self.program, choice))

@@ -76,12 +76,20 @@ def check(file: Path) -> None:
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Output directory.")
 @click.option("--seed", type=int, help="Search seed; overrides the file's seed.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1),
-              help="Worker processes for candidate scoring (default: cores, at most 2).")
+              help="Workers for candidate evaluation (default: cores, at most 2; with "
+              "--executor ray and no --address: the local Ray's CPUs, default all).")
 @click.option("--search-seconds", type=click.FloatRange(min=0),
               help="Stop the architecture search after this many seconds (best so far kept).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True,
+              help="Where candidates are evaluated: local worker processes or Ray "
+              "(docs/cluster.md).")
+@click.option("--address", help="Ray cluster address for --executor ray (e.g. auto, "
+              "HOST:6379, ray://HOST:10001); default: start a local Ray.")
 @user_errors
 def compile(file: Path, target: str | None, output: Path | None, seed: int | None,
-            jobs: int | None, search_seconds: float | None) -> None:
+            jobs: int | None, search_seconds: float | None, executor: str,
+            address: str | None) -> None:
     """Search, lower through FINN, verify and report the designs for a .nash FILE."""
     from rich.console import Console
 
@@ -89,8 +97,10 @@ def compile(file: Path, target: str | None, output: Path | None, seed: int | Non
 
     _quiet_libraries()
     console = Console(stderr=True)
+    if address is not None and executor != "ray":
+        raise click.UsageError("--address needs --executor ray")
     opts = CompileOptions(target=target, output=output, seed=seed, jobs=jobs,
-                          search_seconds=search_seconds)
+                          search_seconds=search_seconds, executor=executor, address=address)
     last = [0.0]
     with console.status("nashc compile", spinner="dots") as status:
 

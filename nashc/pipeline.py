@@ -69,7 +69,9 @@ class CompileOptions:
     seed: int | None = None
     survivors: int = DEFAULT_SURVIVORS
     progress: bool = True
-    jobs: int | None = None  # worker processes of the coarse stage (None: one per core, max 2)
+    jobs: int | None = None  # workers of the coarse/fine stages (None: one per core, max 2)
+    executor: str = "local"  # where candidates are evaluated: "local" or "ray" (nashc.executor)
+    address: str | None = None  # Ray cluster address (executor "ray"; None: a local Ray)
     search_seconds: float | None = None  # stop the architecture search after this long
 
 
@@ -97,6 +99,7 @@ class CompileState:
     notes: list[str] = field(default_factory=list)
     progress: Callable[[str], Any] | None = None
     source: NetworkSource | None = None  # set by step_parse (`network_source`)
+    executor: Any = None  # nashc.executor.LocalExecutor / RayExecutor, made by the search
 
     @property
     def network(self) -> NetworkSource:
@@ -136,72 +139,43 @@ def _hardware(state: CompileState) -> CoarseHardware:
                           hw.fps_min if hw is not None else None)
 
 
-_WORKER: Callable[[Choice], Candidate] | None = None
-
-
-def _worker_init(evaluate: Callable[[Choice], Candidate]) -> None:
-    import logging as _logging
-    import warnings
-
-    import torch
-
-    global _WORKER
-    torch.set_num_threads(1)
-    warnings.filterwarnings("ignore")
-    # after `import torch`, which configures its own loggers
-    for name in ("finn", "finn_logger", "qonnx", "brevitas", "torch"):
-        _logging.getLogger(name).setLevel(_logging.ERROR)
-    _WORKER = evaluate
-
-
-def _worker_eval(choice: Choice) -> Candidate:
-    assert _WORKER is not None
-    return _WORKER(choice)
-
-
 class CoarseEvaluator:
     """Maps `evaluate` (a picklable function of one choice, e.g.
     ``partial(evaluate_candidate, source, seed=..., hardware=...)``) over batches of
-    choices, in `jobs` worker processes when jobs > 1.
+    choices through an executor (`nashc.executor`: local worker processes, or Ray);
+    `jobs` alone means a local executor with that many workers.
 
     Workers run single-threaded PyTorch; every candidate's weights and scoring batch are
-    fixed by the seed, so results do not depend on which worker evaluates it."""
+    fixed by the seed, so results do not depend on where a candidate is evaluated."""
 
-    def __init__(self, evaluate: Callable[[Choice], Candidate], jobs: int) -> None:
+    def __init__(self, evaluate: Callable[[Choice], Candidate], jobs: int = 1,
+                 executor: Any = None) -> None:
+        from nashc.executor import LocalExecutor
+
         self.evaluate = evaluate
-        self.pool = None
-        if jobs > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            self.pool = ProcessPoolExecutor(max_workers=jobs,
-                                            mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_worker_init, initargs=(evaluate,))
+        self.executor = executor if executor is not None else LocalExecutor(jobs)
+        self._owns = executor is None
 
     def __call__(self, choices: list[Choice]) -> list[Candidate]:
-        if self.pool is None:
-            import torch
-
-            # single-threaded like the workers, so --jobs does not change any figure
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                return [self.evaluate(c) for c in choices]
-            finally:
-                torch.set_num_threads(threads)
-        return list(self.pool.map(_worker_eval, choices))
+        return list(self.executor.map(self.evaluate, choices))
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+        if self._owns:
+            self.executor.close()
 
 
-def _jobs(opts: CompileOptions) -> int:
-    import os
+def _executor(state: CompileState) -> Any:
+    """The run's executor (`--executor`, `--jobs`, `--address`), made once and closed by
+    `compile_file`."""
+    if state.executor is None:
+        from nashc.executor import ExecutorError, make_executor
 
-    if opts.jobs is not None:
-        return max(1, opts.jobs)
-    return max(1, min(2, os.cpu_count() or 1))
+        try:
+            state.executor = make_executor(state.opts.executor, state.opts.jobs,
+                                           state.opts.address)
+        except ExecutorError as err:
+            raise NashcError(str(err)) from err
+    return state.executor
 
 
 def step_search(state: CompileState) -> None:
@@ -216,17 +190,19 @@ def step_search(state: CompileState) -> None:
     deadline = (time.monotonic() + state.opts.search_seconds
                 if state.opts.search_seconds is not None else None)
     choices = source.choices()
-    jobs = _jobs(state.opts) if len(choices) else 1
+    executor = _executor(state) if len(choices) else None
     evaluator = CoarseEvaluator(partial(evaluate_candidate, source, seed=state.seed,
-                                        hardware=_hardware(state)), jobs)
+                                        hardware=_hardware(state)), 1, executor)
+    jobs = evaluator.executor.workers
 
     def evaluate_many(batch: list[Choice]) -> list[Evaluation]:
         cands = evaluator(batch)
         state.candidates.extend(cands)
         if state.progress and cands:
             best = max(state.candidates, key=lambda c: c.score)
+            where = "" if evaluator.executor.name == "local" else f" on {evaluator.executor.name}"
             state.progress(f"{len(state.candidates)} candidates scored ({jobs} worker"
-                           f"{'s' if jobs > 1 else ''}); best score {best.score:.3f}")
+                           f"{'s' if jobs > 1 else ''}{where}); best score {best.score:.3f}")
         return [Evaluation(c.score, c.coarse_fps, c.coarse_feasible) for c in cands]
 
     try:
@@ -599,4 +575,7 @@ def compile_file(path: Path, opts: CompileOptions,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if state.executor is not None:
+            state.executor.close()
     return out, report

@@ -132,3 +132,27 @@ def test_accelerator_finn_setfolding_folds_with_setfolding(compiled, tmp_path):
     assert ours["baseline"]["accelerator"] == "finn_setfolding"  # the default's baseline
     md = (out / "report.md").read_text()
     assert "## Baseline: nashc's folding search within the same budget" in md
+
+
+def test_ray_executor_gives_the_local_report(compiled, tmp_path):
+    """`--executor ray` (a local Ray with 2 CPUs) evaluates the same candidates with the
+    same results as the default local executor: the same report."""
+    pytest.importorskip("ray")
+    _, first = compiled
+    src = _write(tmp_path)
+    out = tmp_path / "ray"
+    result = CliRunner().invoke(cli, ["compile", str(src), "-o", str(out), "--seed", "0",
+                                      "--executor", "ray", "--jobs", "2"])
+    assert result.exit_code == 0, result.output
+    second = json.loads((out / "report.json").read_text())
+    a, b = strip_timings(first), strip_timings(second)
+    a.pop("source"), b.pop("source")
+    assert a == b
+
+
+def test_address_without_ray_is_a_usage_error(tmp_path):
+    src = _write(tmp_path)
+    result = CliRunner().invoke(cli, ["compile", str(src), "--address", "auto"])
+    assert result.exit_code == 2
+    assert "--address needs --executor ray" in result.output
+    assert not (tmp_path / "tiny_nashc").exists()
