@@ -235,6 +235,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             print(f"zero-shot {f.name:20s} jobs {jobs}: {r['n']} candidates in "
                   f"{r['seconds']:.1f} s = {r['per_s']:.2f}/s (start-up {r['startup_s']:.1f} s)"
                   + base, flush=True)
+    if args.coarse_only:
+        return out
     for f in finn_files:
         r = finn_rate(f, args.finn_n, args.seed, workdir / f"finn_{f.stem}")
         out["finn"].append(r)
@@ -275,37 +277,38 @@ def render(res: dict[str, Any], args: argparse.Namespace, load: tuple[str, str])
         diff = f"{r['max_score_diff']:.1e}" if "max_score_diff" in r else "-"
         lines.append(f"| {r['example']} | {r['jobs']} | {r['n']} | {bs} | {r['seconds']:.1f} | "
                      f"{r['per_s']:.2f} | {sp} | {diff} | {r['startup_s']:.1f} |")
-    lines += [
-        "",
-        "Fine stage (`_finn_stage`: calibrate, export to QONNX, FINN lowering incl. hybrid "
-        "layers, coarse-to-fine folding search, FINN estimate), one process:",
-        "",
-        "| example | candidates | lowered | seconds | candidates / s | s per candidate |",
-        "|---|---:|---:|---:|---:|---|",
-    ]
-    for r in res["finn"]:
-        per = ", ".join(f"{t:.1f}" for t in r["per_candidate_s"])
-        lines.append(f"| {r['example']} | {r['n']} | {r['ok']} | {r['seconds']:.1f} | "
-                     f"{r['per_s']:.3f} | {per} |")
-    lines += [
-        "",
-        "`nashc compile` wall time of each example as written (default workers: "
-        f"min(2, cores)){'; quick mode: 1 worker, 2 survivors' if args.quick else ''}:",
-        "",
-        "| example | wall s | space size | candidates scored | through FINN | search capped? "
-        "| trained | parse / search / accel. search / train / baseline / verify s |",
-        "|---|---:|---:|---:|---:|---|---|---|",
-    ]
-    order = ("parse", "search", "accelerator_search", "train", "baseline", "verify")
-    for r in res["compile"]:
-        st = r["steps_s"]
-        split = " / ".join(f"{st[k]:.0f}" if k in st else "-" for k in order)
-        capped = (f"yes, at {r['cap_s']:g} s" if r["interrupted"] else
-                  ("no (cap " + f"{r['cap_s']:g} s not reached)" if r["cap_s"] else "no cap"))
-        lines.append(f"| {r['example']} | {r['wall_s']:.0f} | {r['space']:,} | "
-                     f"{r['candidates']} | {r['finn']} | {capped} | "
-                     f"{'yes' if r['trained'] else 'no (digits cannot feed 3x32x32)'} | "
-                     f"{split} |")
+    if res["finn"] or res["compile"]:
+        lines += [
+            "",
+            "Fine stage (`_finn_stage`: calibrate, export to QONNX, FINN lowering incl. hybrid "
+            "layers, coarse-to-fine folding search, FINN estimate), one process:",
+            "",
+            "| example | candidates | lowered | seconds | candidates / s | s per candidate |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for r in res["finn"]:
+            per = ", ".join(f"{t:.1f}" for t in r["per_candidate_s"])
+            lines.append(f"| {r['example']} | {r['n']} | {r['ok']} | {r['seconds']:.1f} | "
+                         f"{r['per_s']:.3f} | {per} |")
+        lines += [
+            "",
+            "`nashc compile` wall time of each example as written (default workers: "
+            f"min(2, cores)){'; quick mode: 1 worker, 2 survivors' if args.quick else ''}:",
+            "",
+            "| example | wall s | space size | candidates scored | through FINN | search capped? "
+            "| trained | parse / search / accel. search / train / baseline / verify s |",
+            "|---|---:|---:|---:|---:|---|---|---|",
+        ]
+        order = ("parse", "search", "accelerator_search", "train", "baseline", "verify")
+        for r in res["compile"]:
+            st = r["steps_s"]
+            split = " / ".join(f"{st[k]:.0f}" if k in st else "-" for k in order)
+            capped = (f"yes, at {r['cap_s']:g} s" if r["interrupted"] else
+                      ("no (cap " + f"{r['cap_s']:g} s not reached)" if r["cap_s"] else "no cap"))
+            lines.append(f"| {r['example']} | {r['wall_s']:.0f} | {r['space']:,} | "
+                         f"{r['candidates']} | {r['finn']} | {capped} | "
+                         f"{'yes' if r['trained'] else 'no (digits cannot feed 3x32x32)'} | "
+                         f"{split} |")
     errs = [(r["example"], e) for r in res["finn"] for e in r["errors"]]
     if errs:
         lines += ["", "Candidates the fine stage could not lower (timed until the error):", ""]
@@ -321,6 +324,7 @@ def render(res: dict[str, Any], args: argparse.Namespace, load: tuple[str, str])
 def reading(res: dict[str, Any], load: tuple[str, str] = ("0", "0")) -> str:
     parts = []
     by = {(r["example"], r["jobs"]): r for r in res["coarse"]}
+    by_ex = list(dict.fromkeys(r["example"] for r in res["coarse"]))
     for ex in dict.fromkeys(r["example"] for r in res["coarse"]):
         one, two = by.get((ex, 1)), by.get((ex, 2))
         txt = f"{ex}: {one['per_s']:.1f} candidates/s scored zero-shot with 1 worker" if one \
@@ -360,8 +364,17 @@ def reading(res: dict[str, Any], load: tuple[str, str] = ("0", "0")) -> str:
     compiles = "; ".join(
         f"{r['example']} {r['wall_s']:.0f} s" + (" (search capped)" if r["interrupted"] else "")
         for r in res["compile"])
-    return ("**Reading.** " + "; ".join(parts) + "." + workers + " Full estimate (FINN "
-            "lowering + folding search + estimate): " + fin + ". " + ratio
+    best = {ex: max(r["per_s"] for r in res["coarse"] if r["example"] == ex) for ex in by_ex}
+    goals = []
+    for ex, goal in (("resnet8_cifar.nash", 30.0), ("tfc_digits.nash", 500.0)):
+        if ex in best:
+            goals.append(f"{ex} {best[ex]:.1f}/s against the goal of {goal:g}/s ("
+                         + ("met" if best[ex] >= goal else "not met") + ")")
+    target = (" Issue 13's goals for full-score candidates per second: " + "; ".join(goals)
+              + "." if goals else "")
+    return ("**Reading.** " + "; ".join(parts) + "." + workers + target
+            + (" Full estimate (FINN lowering + folding search + estimate): " + fin + ". "
+               + ratio if fin else "")
             + (" `nashc compile` end to end: " + compiles + "." if compiles else ""))
 
 
@@ -376,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--finn-n", type=int, default=None, help="FINN candidates per example")
     ap.add_argument("--search-cap", type=float, default=None,
                     help="cap on the architecture search of cnv/resnet8 compiles (s)")
+    ap.add_argument("--coarse-only", action="store_true",
+                    help="only the zero-shot rate (baseline vs new); no FINN, no compile")
     ap.add_argument("--uncapped", action="store_true",
                     help="compile cnv/resnet8 with no cap on the architecture search")
     ap.add_argument("--baseline", default=BASELINE_REF,

@@ -247,33 +247,104 @@ def _survivors(state: CompileState) -> list[Candidate]:
     return picked
 
 
-def _finn_stage(state: CompileState, cand: Candidate, idx: int, module: Any = None) -> None:
+@dataclass
+class FineContext:
+    """What the fine stage needs per candidate, small enough to send to workers."""
+
+    source: NetworkSource  # prepared (its scoring batch made)
+    seed: int
+    budget: dict[str, float]
+    board: Any
+    clock_mhz: float
+    accelerator: str
+    latency_max_ms: float | None = None  # the file's `latency <=` requirement
+
+
+@dataclass
+class FineResult:
+    """One candidate through FINN: its QONNX model, the folded dataflow model and FINN's
+    estimate, or the error that stopped it."""
+
+    qonnx: Any = None
+    dataflow: Any = None
+    lowered: Any = None
+    fps: float | None = None
+    latency_ms: float | None = None
+    resources: dict[str, float] | None = None
+    feasible: bool | None = None
+    error: str | None = None
+
+
+def _fine_context(state: CompileState) -> FineContext:
+    assert state.program is not None
+    hw = state.program.file.hardware
+    return FineContext(state.network, state.seed, state.budget, state.board, state.clock_mhz,
+                       _accelerator(state), hw.latency_max_ms if hw is not None else None)
+
+
+def _lower_candidate(ctx: FineContext, choice: Choice, workdir: Path,
+                     module: Any = None) -> FineResult:
     """Exports the candidate (`module`: a trained module; default: the source's own
-    export) to QONNX, lowers it through FINN and folds it inside the budget."""
+    export) to QONNX in `workdir`, lowers it through FINN and folds it inside the budget.
+    Raises NashcError where FINN cannot take it."""
     from nashc.targets.estimate import estimate
     from nashc.targets.lower import lower_to_hw
 
+    workdir.mkdir(parents=True, exist_ok=True)
+    model = ctx.source.export(choice, ctx.seed, workdir / "qonnx.onnx", trained=module)
+    extra = _hybrid_steps()
+    lowered = lower_to_hw(model, ctx.board, ctx.clock_mhz, extra, workdir=workdir / "_finn")
+    shutil.rmtree(workdir / "_finn", ignore_errors=True)
+    search = _folding_for(ctx.budget, ctx.board, ctx.clock_mhz, ctx.accelerator,
+                          ctx.latency_max_ms)
+    dataflow = lowered.dataflow.transform(search)
+    est = estimate(dataflow, ctx.clock_mhz, ctx.board.part)
+    # the whole design FINN builds: layers, DWCs, FIFOs, deep FIFOs (targets.folding)
+    total = search.result.resources if search.result is not None else est.totals
+    return FineResult(
+        qonnx=model, dataflow=dataflow, lowered=lowered, fps=est.estimated_throughput_fps,
+        latency_ms=est.estimated_latency_ns / 1e6,
+        resources={k: float(total[k]) for k in RESOURCE_KEYS},
+        feasible=bool(search.result is not None and search.result.feasible))
+
+
+def _fine_eval(ctx: FineContext, choice: Choice) -> FineResult:
+    """`_lower_candidate` in a temporary directory, with FINN's refusal as a result (an
+    executor's function: the caller saves the models where they belong)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="nashc_fine_") as tmp:
+        try:
+            return _lower_candidate(ctx, choice, Path(tmp))
+        except NashcError as err:
+            return FineResult(error=str(err))
+
+
+def _apply_fine(state: CompileState, cand: Candidate, idx: int, res: FineResult) -> None:
+    """Saves a candidate's QONNX and folded dataflow models under DIR/steps and sets its
+    fine-stage figures."""
     steps_dir = state.workdir / "steps" / f"candidate_{idx:02d}"
     steps_dir.mkdir(parents=True, exist_ok=True)
     qpath = steps_dir / "qonnx.onnx"
-    model = state.network.export(cand.choice, state.seed, qpath, trained=module)
+    if not qpath.exists():
+        res.qonnx.save(str(qpath))
+    res.dataflow.save(str(steps_dir / "dataflow_folded.onnx"))
     cand.qonnx_path = qpath
-    extra = _hybrid_steps()
-    lowered = lower_to_hw(model, state.board, state.clock_mhz, extra,
-                          workdir=steps_dir / "_finn")
-    shutil.rmtree(steps_dir / "_finn", ignore_errors=True)
-    search = _folding(state, _accelerator(state))
-    dataflow = lowered.dataflow.transform(search)
-    est = estimate(dataflow, state.clock_mhz, state.board.part)
-    dataflow.save(str(steps_dir / "dataflow_folded.onnx"))
-    cand.dataflow = dataflow
-    cand.lowered = lowered
-    cand.fps = est.estimated_throughput_fps
-    cand.latency_ms = est.estimated_latency_ns / 1e6
-    # the whole design FINN builds: layers, DWCs, FIFOs, deep FIFOs (targets.folding)
-    total = search.result.resources if search.result is not None else est.totals
-    cand.resources = {k: float(total[k]) for k in RESOURCE_KEYS}
-    cand.feasible = bool(search.result is not None and search.result.feasible)
+    cand.dataflow = res.dataflow
+    cand.lowered = res.lowered
+    cand.fps = res.fps
+    cand.latency_ms = res.latency_ms
+    cand.resources = res.resources
+    cand.feasible = res.feasible
+
+
+def _finn_stage(state: CompileState, cand: Candidate, idx: int, module: Any = None) -> None:
+    """Exports the candidate (`module`: a trained module; default: the source's own
+    export) to QONNX, lowers it through FINN and folds it inside the budget, in this
+    process."""
+    steps_dir = state.workdir / "steps" / f"candidate_{idx:02d}"
+    res = _lower_candidate(_fine_context(state), cand.choice, steps_dir, module)
+    _apply_fine(state, cand, idx, res)
 
 
 def _accelerator(state: CompileState) -> str:
@@ -288,17 +359,23 @@ def _folding(state: CompileState, accelerator: str, tuned: bool = True) -> Any:
     FINN builds, `targets.folding`); its `result` says whether the folding fits.
     `finn_setfolding` is FINN tuned (or FINN defaults with `tuned=False`); nashc's search
     spends resources on latency only when the file has a `latency <=` requirement."""
+    assert state.program is not None
+    hw = state.program.file.hardware
+    return _folding_for(state.budget, state.board, state.clock_mhz, accelerator,
+                        hw.latency_max_ms if hw is not None else None, tuned)
+
+
+def _folding_for(budget: dict[str, float], board: Any, clock_mhz: float, accelerator: str,
+                 latency_max_ms: float | None, tuned: bool = True) -> Any:
+    """`_folding` from its parts (what a fine-stage worker has)."""
     from nashc.targets.folding import SearchFolding, SetFoldingWithinBudget
 
     if accelerator == "finn_setfolding":
-        return SetFoldingWithinBudget(state.budget, state.board.part, state.clock_mhz,
-                                      steps=12, tuned=tuned)
-    assert state.program is not None
-    hw = state.program.file.hardware
+        return SetFoldingWithinBudget(budget, board.part, clock_mhz, steps=12, tuned=tuned)
     latency = None
-    if hw is not None and hw.latency_max_ms is not None:
-        latency = int(hw.latency_max_ms * 1e-3 * state.clock_mhz * 1e6)
-    return SearchFolding(state.budget, state.board.part, latency_max_cycles=latency)
+    if latency_max_ms is not None:
+        latency = int(latency_max_ms * 1e-3 * clock_mhz * 1e6)
+    return SearchFolding(budget, board.part, latency_max_cycles=latency)
 
 
 def _hybrid_steps() -> list[Any]:
@@ -308,16 +385,22 @@ def _hybrid_steps() -> list[Any]:
 
 
 def step_accelerator_search(state: CompileState) -> None:
+    """The fine stage: every survivor lowered through FINN and folded, in parallel through
+    the run's executor (each survivor is independent)."""
     finalists = _survivors(state)
-    for i, cand in enumerate(finalists):
-        if state.progress:
-            state.progress(f"FINN lowering + folding search {i + 1}/{len(finalists)}")
-        try:
-            _finn_stage(state, cand, i)
-        except NashcError as err:
+    executor = _executor(state)
+    if state.progress:
+        state.progress(f"FINN lowering + folding search of {len(finalists)} survivors "
+                       f"({executor.workers} worker{'s' if executor.workers > 1 else ''})")
+    results = executor.map(partial(_fine_eval, _fine_context(state)),
+                           [c.choice for c in finalists])
+    for i, (cand, res) in enumerate(zip(finalists, results, strict=True)):
+        if res.error is not None:
             # one architecture FINN cannot take must not sink the others: say which
-            cand.error = str(err)
-            state.notes.append(f"candidate {cand.arch} was not lowered: {err}")
+            cand.error = res.error
+            state.notes.append(f"candidate {cand.arch} was not lowered: {res.error}")
+        else:
+            _apply_fine(state, cand, i, res)
     state.finalists = finalists
     if all(c.error for c in finalists):
         raise NashcError("no surviving candidate could be lowered through FINN:\n"
