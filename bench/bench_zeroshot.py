@@ -1,21 +1,26 @@
 """Benchmark 3: how well zero-shot scores rank hybrid architectures by trained accuracy.
 
-A hybrid search space on scikit-learn's digits is written in the language (`SPACE`
-below): a small quantized CNN whose stem/c1/c2 layers vary in width and bit widths and
-whose c1/c2 layers can be multiplication (conv), shift or adder layers. N architectures
-are sampled uniformly (seeded, no repeats). For each:
+Two hybrid search spaces on scikit-learn's digits, written in the language below: a
+digits CNN with residual blocks (`RES_SPACE`) and a TFC-like MLP (`MLP_SPACE`). For each
+network N architectures are sampled uniformly (seeded, no repeats). For each:
 
-1. every score of `nashc.passes.zeroshot.SCORES` (ours = `zero_shot`, NASWOT, SynFlow,
-   the parameter count) is computed on a fresh module built with the same seed, on the
-   same batch of 32 real digits images from the training split, and timed;
-2. a fresh module (same seed) is trained briefly (Adam, cosine schedule, seeded loaders)
-   and its final validation accuracy recorded.
+1. nashc's `hybrid_score` (with its two terms), NASWOT, SynFlow and the parameter count
+   are computed on a fresh module built with the same seed, on the same batch of 32 real
+   digits images from the training split, and timed; the search score (`metric
+   zero_shot`, `nashc.passes.zeroshot.search_score`) follows from hybrid_score and the
+   number of adder layers;
+2. a fresh module (same seed) is trained briefly with the project's QAT loop (Brevitas
+   modules, Adam, cosine schedule, seeded loaders); its final validation accuracy is
+   recorded.
 
-Then Kendall tau and Spearman rho (scipy.stats) between accuracy and each score, with
-p-values and a bootstrap 95% interval of tau, over all architectures and over those with
-at least one adder layer; plus the accuracy of the architecture each score ranks first
-and the mean accuracy of its top 5. A score of -inf (SynFlow when no signal reaches the
-output) ranks last. Usage:
+Then, per network, Kendall tau (bootstrap 95% interval) and Spearman rho between accuracy
+and each score, the op-count priors (fewer adder / shift layers) and the search score;
+the paired bootstrap interval of tau(search score) - tau(other); the accuracy of the
+architecture each ranks first and the mean of its top 5. A score of -inf (SynFlow when no
+signal reaches the output) ranks last. Raw rows go to the JSON files after every
+architecture (a cut run keeps its rows); `--render` makes the section from them again,
+with `--rescore` after recomputing hybrid_score with the installed nashc (accuracies
+kept). Usage:
 
     python bench/bench_zeroshot.py [--quick] [--no-write] [--networks rescnn mlp] [--n N]
                                    [--epochs E] [--json F] [--render F.json ...]
