@@ -383,8 +383,9 @@ NETWORK_TEXT = {
 }
 
 
-def render_runs(runs: list[dict[str, Any]]) -> str:
-    """The RESULTS.md section from the runs' rows (one run per network)."""
+def render_runs(runs: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """The RESULTS.md section from the runs' rows (one run per network), and the
+    statistics per network and row."""
     lines = [
         "## 3. Zero-shot metric quality (hybrid spaces on digits)",
         "",
@@ -423,7 +424,7 @@ def render_runs(runs: list[dict[str, Any]]) -> str:
         ]
         summary.append((run["network"], st))
     lines += ["", "**Reading (generated from the numbers above).** " + _reading(summary)]
-    return "\n".join(lines)
+    return "\n".join(lines), dict(summary)
 
 
 def _reading(summary: list[tuple[str, dict[str, Any]]]) -> str:
@@ -503,7 +504,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="torch threads (default 1: the machine's cores are shared, and "
                     "oversubscribed threads make both training and timings erratic)")
     ap.add_argument("--json", type=Path, default=None,
-                    help="write the raw rows here (one file per network: NAME is appended)")
+                    help="write the statistics here, and the raw rows per network to "
+                    "STEM_NETWORK.json beside it")
     ap.add_argument("--render", type=Path, nargs="+", default=None,
                     help="no training: render the section from these JSON files")
     ap.add_argument("--rescore", action="store_true",
@@ -528,9 +530,12 @@ def main(argv: list[str] | None = None) -> int:
             path = (args.json.with_name(f"{args.json.stem}_{net}{args.json.suffix or '.json'}")
                     if args.json is not None else None)
             runs.append(collect(net, n, epochs, args.seed, path))
-    body = render_runs(runs)
+    body, stats = render_runs(runs)
     print()
     print(body)
+    if args.json is not None:
+        args.json.write_text(json.dumps({"networks": [r["network"] for r in runs],
+                                         "stats": stats}, indent=1, default=str))
     if not args.no_write:
         write_section("zeroshot", body, command_line())
     return 0

@@ -30,24 +30,28 @@ def test_zeroshot_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     printed = capsys.readouterr().out
     data = json.loads(out_json.read_text())
 
-    assert data["n"] == 8 and data["epochs"] == 1
-    assert len(data["architectures"]) == 8
-    assert {"zero_shot", "naswot", "synflow", "params"} <= set(data["all"])
-    for name in ("zero_shot", "naswot", "synflow", "params"):
-        st = data["all"][name]
-        for key in ("tau", "rho"):
-            assert math.isfinite(st[key]) and -1.0 <= st[key] <= 1.0, (name, key, st[key])
-        for key in ("tau_p", "rho_p"):
-            assert 0.0 <= st[key] <= 1.0, (name, key, st[key])
-        assert st["ms_median"] > 0.0
-    for row in data["architectures"]:
-        assert 0.0 <= row["accuracy"] <= 1.0
-        assert sum(row["ops"].values()) == 4  # stem, c1, c2, head
-        assert set(row["scores"]) == {"zero_shot", "naswot", "synflow", "params"}
+    assert data["networks"] == ["rescnn", "mlp"]
+    names = ("search", "hybrid", "naswot", "synflow", "params", "minus_adders", "minus_shifts")
+    for net in data["networks"]:
+        rows = json.loads(out_json.with_name(f"zs_{net}.json").read_text())
+        assert rows["n"] == 8 and rows["epochs"] == 1
+        assert len(rows["architectures"]) == 8
+        assert set(names) <= set(data["stats"][net])
+        for name in ("search", "hybrid", "naswot", "minus_adders"):
+            st = data["stats"][net][name]
+            for key in ("tau", "rho"):
+                assert math.isfinite(st[key]) and -1.0 <= st[key] <= 1.0, (net, name, key)
+            assert st["tau_lo"] <= st["tau"] + 1e-9 and st["tau"] <= st["tau_hi"] + 1e-9
+        assert data["stats"][net]["hybrid"]["ms"] > 0.0
+        for row in rows["architectures"]:
+            assert 0.0 <= row["accuracy"] <= 1.0
+            assert {"hybrid", "naswot", "synflow", "params", "search"} <= set(row["scores"])
+            assert row["scores"]["search"] == pytest.approx(
+                row["scores"]["hybrid"] - 100.0 * row["ops"]["adder"])
 
-    # the printed table names the four scores, and the per-architecture block is collapsible
-    for label in ("zero_shot (nashc)", "NASWOT", "SynFlow", "#params", "Kendall tau",
-                  "Spearman rho", "<details>"):
+    # the printed tables name the scores and priors
+    for label in ("hybrid_score", "NASWOT", "SynFlow", "#params", "Kendall tau",
+                  "Spearman rho", "−#adder layers", "search score"):
         assert label in printed
     if before is not None:  # --no-write leaves bench/RESULTS.md alone
         assert results.read_text() == before
