@@ -425,7 +425,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({**res, "load": [load0, load1]}, indent=1, default=str))
     if not args.no_write:
-        write_section("speed", body, command_line())
+        # the zero-shot comparison alone goes to its own section, the full run's stays
+        if args.coarse_only:
+            body = body.replace("## 4. Search speed", "## 4b. Zero-shot scoring rate: "
+                                "baseline commit vs this one", 1)
+        write_section("speed-coarse" if args.coarse_only else "speed", body, command_line())
     return 0
 
 
