@@ -143,6 +143,9 @@ def test_ray_executor_gives_the_local_report(compiled, tmp_path):
     out = tmp_path / "ray"
     result = CliRunner().invoke(cli, ["compile", str(src), "-o", str(out), "--seed", "0",
                                       "--executor", "ray", "--jobs", "2"])
+    if result.exit_code == 2 and "timed out during startup" in result.output:
+        # Ray's own start-up limit can pass on an overloaded machine (a clear error, exit 2)
+        pytest.skip("local Ray did not start in time here")
     assert result.exit_code == 0, result.output
     second = json.loads((out / "report.json").read_text())
     a, b = strip_timings(first), strip_timings(second)
