@@ -1,0 +1,2 @@
+"""RTL for nashc's hybrid hardware layers: SystemVerilog generation (`generate`),
+Verilator simulation (`sim`)."""
