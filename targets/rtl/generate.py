@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 #: The static SystemVerilog files of the core, in compilation order.
-CORE_FILES = ("nashc_mvau_pe.sv", "nashc_mvau.sv")
+CORE_FILES = ("nashc_rom.sv", "nashc_mvau_pe.sv", "nashc_mvau.sv")
 
 KIND_CODES = {"shift": 0, "adder": 1, "mult": 2}
 
@@ -98,6 +98,7 @@ class MvauParams:
     actval: int
     in_w: int  # padded stream widths (FINN's get_instream_width_padded)
     out_w: int
+    rom_style: str = "auto"  # FINN's ram_style: "auto" | "block" | "distributed"
 
     @property
     def sf(self) -> int:
@@ -137,7 +138,8 @@ def mvau_params(kind: str, attrs: dict[str, Any], w_int: np.ndarray,
     """Core parameters for a layer with FINN MVAU attributes `attrs` (MW, MH, PE, SIMD,
     inputDataType, weightDataType, outputDataType, noActivation, ActVal), integer(-coded)
     weights `w_int` of shape (MW, MH) and thresholds of shape (MH or 1, T) or None.
-    `where` names the layer in errors."""
+    `where` names the layer in errors. ``ram_style`` (FINN's, for the ROMs) may be
+    auto, block or distributed."""
     if kind not in ("shift", "adder"):
         raise RtlError(f"{where}: unknown kind {kind!r}")
     mw, mh, pe, simd = (int(attrs[k]) for k in ("MW", "MH", "PE", "SIMD"))
@@ -177,6 +179,10 @@ def mvau_params(kind: str, attrs: dict[str, Any], w_int: np.ndarray,
                            f"weightDataType {wdt.name}")
     xlo, xhi = int(idt.min()), int(idt.max())
     lo, hi = _acc_range(kind, wi, xlo, xhi)
+    rom_style = str(attrs.get("ram_style", "auto"))
+    if rom_style not in ("auto", "block", "distributed"):
+        raise RtlError(f"{where}: ram_style={rom_style!r}: the RTL unit keeps its weights "
+                       "in a ROM (auto, block or distributed)")
     no_act = bool(int(attrs.get("noActivation", 1)))
     t_count, tw = 1, 2
     if no_act:
@@ -201,7 +207,8 @@ def mvau_params(kind: str, attrs: dict[str, Any], w_int: np.ndarray,
         signed_x=idt.signed(), wbits=wb, signed_w=signed_w, kmax=kmax, acc_w=acc_w,
         no_act=no_act, t=t_count, tw=tw, obits=obits, signed_o=odt.signed(),
         actval=int(attrs.get("ActVal", 0)),
-        in_w=_roundup(simd * idt.bitwidth(), 8), out_w=_roundup(pe * obits, 8))
+        in_w=_roundup(simd * idt.bitwidth(), 8), out_w=_roundup(pe * obits, 8),
+        rom_style=rom_style)
 
 
 def _code_words(p: MvauParams, w_int: np.ndarray) -> np.ndarray:
@@ -267,7 +274,7 @@ def top_module_text(p: MvauParams, top: str, weight_file: str, thresh_file: str)
     params = ",\n".join(f"        .{k}({v})" for k, v in p.verilog_params().items())
     return (tpl.replace("$TOP$", top).replace("$PARAMS$", params)
             .replace("$KIND$", p.kind).replace("$WEIGHT_FILE$", weight_file)
-            .replace("$THRESH_FILE$", thresh_file)
+            .replace("$THRESH_FILE$", thresh_file).replace("$ROM_STYLE$", p.rom_style)
             .replace("$IN_W$", str(p.in_w)).replace("$OUT_W$", str(p.out_w)))
 
 

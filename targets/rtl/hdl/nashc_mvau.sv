@@ -10,7 +10,8 @@
 //
 // Weights are a ROM of WMEM = NF * SF words (address nf * SF + sf), each PE * SIMD code
 // words of WB bits (PE p, lane s at bits [(p*SIMD + s)*WB +: WB]), loaded from
-// WEIGHT_FILE with $readmemh; read synchronously (block RAM can be inferred).
+// WEIGHT_FILE with $readmemh; read synchronously (nashc_rom, ROM_STYLE as FINN's
+// ram_style: block RAM or LUTRAM).
 // With NO_ACT = 0 the accumulator of channel c is compared with its T thresholds
 // (THRESH_FILE: NF words of PE * T thresholds of TW bits, PE p threshold t at
 // [(p*T + t)*TW +: TW], signed) and the output is ACTVAL + #{t : acc >= thr[c][t]}
@@ -36,7 +37,8 @@ module nashc_mvau #(
     parameter int IN_W = 8,
     parameter int OUT_W = 16,
     parameter WEIGHT_FILE = "weights.mem",
-    parameter THRESH_FILE = "thresholds.mem"
+    parameter THRESH_FILE = "thresholds.mem",
+    parameter ROM_STYLE = "auto"
 ) (
     input  logic              ap_clk,
     input  logic              ap_rst_n,
@@ -57,12 +59,6 @@ module nashc_mvau #(
     localparam int WAW = (WMEM > 1) ? $clog2(WMEM) : 1;
 
     // ---- memories ----------------------------------------------------------------
-    logic [WROW-1:0] wrom [WMEM];
-    initial $readmemh(WEIGHT_FILE, wrom);
-    logic [TROW-1:0] trom [NF];
-    if (NO_ACT == 0) begin : g_thr_init
-        initial $readmemh(THRESH_FILE, trom);
-    end
     logic [SIMD*A-1:0] ibuf [SF];
 
     // ---- stage 1: issue one (nf, sf) step ----------------------------------------
@@ -104,11 +100,13 @@ module nashc_mvau #(
         end
     end
     // synchronous ROM reads, enabled like the pipeline
-    always_ff @(posedge ap_clk) begin
-        if (adv && have_x) begin
-            w2 <= wrom[waddr];
-            t2 <= trom[nf];
-        end
+    nashc_rom #(.W(WROW), .D(WMEM), .FILE(WEIGHT_FILE), .STYLE(ROM_STYLE)) u_wrom (
+        .clk(ap_clk), .en(adv && have_x), .addr(waddr), .q(w2));
+    if (NO_ACT == 0) begin : g_trom
+        nashc_rom #(.W(TROW), .D(NF), .FILE(THRESH_FILE), .STYLE(ROM_STYLE)) u_trom (
+            .clk(ap_clk), .en(adv && have_x), .addr(nf), .q(t2));
+    end else begin : g_notrom
+        assign t2 = '0;
     end
 
     // ---- stage 2: accumulate, threshold, output register --------------------------

@@ -68,7 +68,7 @@ module nashc_mvau_pe #(
                 logic [DW-2:0] mag;
                 d = DW'(xs) - DW'(wval(ws));
                 mag = d[DW-1] ? (DW-1)'(-d) : (DW-1)'(d);
-                lane[s] = -ACC_W'($signed({1'b0, mag}));
+                lane[s] = -(ACC_W'($signed({1'b0, mag})));
             end else begin
                 logic signed [MWID-1:0] p;
                 p = MWID'(xs) * MWID'(wval(ws));

@@ -13,7 +13,8 @@ module $TOP$ (
     nashc_mvau #(
 $PARAMS$,
         .WEIGHT_FILE("$WEIGHT_FILE$"),
-        .THRESH_FILE("$THRESH_FILE$")
+        .THRESH_FILE("$THRESH_FILE$"),
+        .ROM_STYLE("$ROM_STYLE$")
     ) core (
         .ap_clk(ap_clk), .ap_rst_n(ap_rst_n),
         .in0_V_TDATA(in0_V_TDATA), .in0_V_TVALID(in0_V_TVALID), .in0_V_TREADY(in0_V_TREADY),
