@@ -13,7 +13,7 @@ activation's quantizer) in front of them and the convolution in NCHW. The extra 
    into thresholds, ``Streamline``, ``RoundAndClipThresholds``).
 2. ``infer_hybrid_mvau``: `InferHybridMVAU` turns ``AdderMatMul``/``ShiftMatMul`` (+ a
    following ``MultiThreshold``) into nashc's ``AdderMVAU``/``ShiftMVAU`` hardware
-   layers, which FINN's ``SpecializeLayers`` turns into ``*_hls``.
+   layers, which FINN's ``SpecializeLayers`` turns into ``*_rtl`` (generated RTL).
 
 Level 3 (FINN's dataflow graph against level 2) is `nashc.targets.verify`.
 """

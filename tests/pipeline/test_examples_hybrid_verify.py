@@ -43,7 +43,7 @@ def test_example_with_all_middle_layers_hybrid_verifies(tmp_path, example, op):
     assert result.ok, result.to_json()
     lowered = lower_to_hw(model, get_board("u250"), 200.0, hybrid_extra_steps())
     kinds = {n.op_type for n in lowered.dataflow.graph.node}
-    assert f"{op.capitalize()}MVAU_hls" in kinds
+    assert f"{op.capitalize()}MVAU_rtl" in kinds
     diff, ok = verify_dataflow(model, lowered, 0)
     assert ok, diff
 

@@ -209,7 +209,7 @@ def test_small_conv_net_hybrid(small_onnx, kind):
     pas = ConvertConvToAdder if kind == "adder" else ConvertConvToShift
     model = model.transform(pas(conv1))
     _calibrate_bn(model, conv1)
-    op = "AdderMVAU_hls" if kind == "adder" else "ShiftMVAU_hls"
+    op = "AdderMVAU_rtl" if kind == "adder" else "ShiftMVAU_rtl"
     lowered = _lower(model)
     _check_hw_only(lowered, op)
     for seed in (0, 1):
@@ -252,7 +252,7 @@ def test_tfc_hybrid_level3(tfc_onnx, kind):
     model = model.transform(pas(",".join(gemms[1:-1])))
     for g in gemms[1:-1]:
         _calibrate_bn(model, g)
-    op = "AdderMVAU_hls" if kind == "adder" else "ShiftMVAU_hls"
+    op = "AdderMVAU_rtl" if kind == "adder" else "ShiftMVAU_rtl"
     lowered = _lower(model)
     _check_hw_only(lowered, op)
     assert [n.op_type for n in lowered.dataflow.graph.node].count(op) == len(gemms) - 2
@@ -292,7 +292,7 @@ def test_fc_only_network_with_a_hybrid_hidden_layer_lowers(tmp_path):
         "network t {\n input 1x8x8 uint8\n weights int4\n activations uint4\n"
         " fc fc0 out 16\n fc fc1 out 16\n fc head out 10 weights int8\n}\n",
         {"fc1": LayerChoice(op="shift")}, tmp_path)
-    assert "ShiftMVAU_hls" in {n.op_type for n in lowered.dataflow.graph.node}
+    assert "ShiftMVAU_rtl" in {n.op_type for n in lowered.dataflow.graph.node}
     _, ok = verify_dataflow(model, lowered, 0)
     assert ok
 
@@ -309,6 +309,6 @@ def test_conv_to_fc_flatten_is_absorbed_into_a_hybrid_fc_unit(tmp_path):
         " fc fc0 out 16\n fc head out 10 weights int8\n}\n",
         {"fc0": LayerChoice(op="adder")}, tmp_path)
     ops = {n.op_type for n in lowered.dataflow.graph.node}
-    assert "AdderMVAU_hls" in ops and not any(o.startswith("Shuffle") for o in ops)
+    assert "AdderMVAU_rtl" in ops and not any(o.startswith("Shuffle") for o in ops)
     _, ok = verify_dataflow(model, lowered, 0)
     assert ok
