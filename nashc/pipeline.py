@@ -610,6 +610,9 @@ def step_report(state: CompileState) -> None:
     est = estimate(chosen.dataflow, state.clock_mhz, state.board.part)
     write_reports(est, chosen.dataflow, design)
     write_build_config(design, state.board, state.clock_mhz)
+    from nashc.targets.rtl.level4 import write_design_rtl
+
+    write_design_rtl(chosen.dataflow, design / "rtl")  # the hybrid layers' RTL (ms)
     write_json(result, out / "report.json")
     write_markdown(result, out / "report.md")
     write_plot(points, [(c.score, c.coarse_fps) for c in state.candidates], state.chosen,

@@ -161,18 +161,25 @@ class _HybridMVAU:
         x = np.asarray(context[node.input[0]], dtype=np.float64)
         x = x.reshape(self.get_normal_input_shape())  # type: ignore[attr-defined]
         w = np.asarray(context[node.input[1]], dtype=np.float64)
-        acc = self._accumulate(x, w)
+        thr = np.asarray(context[node.input[2]]) if len(node.input) > 2 else None
+        result = self.python_outputs(x, w, thr)
+        oshape = context[node.output[0]].shape
+        context[node.output[0]] = np.asarray(result, dtype=np.float32).reshape(oshape)
+
+    def python_outputs(self, x: np.ndarray, w: np.ndarray,
+                       thr: np.ndarray | None) -> np.ndarray:
+        """The layer's outputs (..., MH) for integer inputs `x` (..., MW), weights (MW, MH)
+        and thresholds (MH or 1, T) (used when noActivation=0): the python execution."""
+        acc = self._accumulate(np.asarray(x, np.float64), np.asarray(w, np.float64))
         result = acc
         if self.get_nodeattr("noActivation") == 0:  # type: ignore[attr-defined]
-            thr = np.asarray(context[node.input[2]])
             odt_is_bipolar = self.get_nodeattr("outputDataType") == "BIPOLAR"  # type: ignore
             out_scale = 2 if odt_is_bipolar else 1
             out_bias = -1 if odt_is_bipolar else self.get_nodeattr("ActVal")  # type: ignore
             # channels last (MH is the last axis) for any rank; FINN's MVAU transposes
             # 4D NHWC to NCHW and back, which is the same
             result = multithreshold(result, thr, out_scale, out_bias, channels_last=True)
-        oshape = context[node.output[0]].shape
-        context[node.output[0]] = np.asarray(result, dtype=np.float32).reshape(oshape)
+        return np.asarray(result)
 
     # -- datatypes -----------------------------------------------------------------------
 
@@ -425,8 +432,8 @@ class _RtlMVAU:
         """The unit's SystemVerilog files in compilation order (core, then top)."""
         from nashc.targets.rtl.generate import CORE_FILES
 
-        top = self.get_nodeattr("gen_top_module") or \
-            self.get_verilog_top_module_name()  # type: ignore[attr-defined]
+        top = (self.get_nodeattr("gen_top_module")  # type: ignore[attr-defined]
+               or self.get_verilog_top_module_name())  # type: ignore[attr-defined]
         names = [*CORE_FILES, f"{top}.sv"]
         if not abspath:
             return names

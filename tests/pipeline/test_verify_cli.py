@@ -55,3 +55,30 @@ def test_verify_missing_file_is_exit_2(tmp_path):
     result = CliRunner().invoke(cli, ["verify", str(tmp_path / "nope.onnx")])
     assert result.exit_code == 2
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("op", ["shift", "adder"])
+def test_verify_rtl_runs_level_4_on_the_hybrid_layer(tmp_path, op):
+    program = check_program(parse(NET, "small.nash"))
+    torch.manual_seed(0)
+    module = build_module(program.network, {"mid": LayerChoice(op=op)})
+    calibrate_batchnorm(module, torch.randint(0, 256, (16, 1, 8, 8)).float())
+    path = tmp_path / "m.onnx"
+    export_qonnx_model(module, program.network, path)
+    out = tmp_path / "v.json"
+    result = CliRunner().invoke(cli, ["verify", str(path), "--rtl", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert [lv["name"] for lv in report["levels"]][-1] == "rtl-vs-finn-python"
+    (layer,) = report["rtl_layers"]
+    assert layer["op_type"] == f"{op.capitalize()}MVAU_rtl"
+    assert layer["ok"] and layer["mismatches"] == 0 and layer["vectors"] > 16
+    assert layer["cycles"] >= layer["vectors"]
+    assert "level 4" in result.output
+
+
+def test_verify_rtl_without_finn_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(cli, ["verify", str(tmp_path / "m.onnx"), "--rtl",
+                                      "--no-finn"])
+    assert result.exit_code == 2
+    assert "--rtl needs level 3" in result.output

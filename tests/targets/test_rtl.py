@@ -234,3 +234,27 @@ def test_finn_specialize_prepareip_rtlsim(tmp_path):
 @pytest.mark.parametrize("thr", [False, True])
 def test_rtl_equals_python_execution_sweep(tmp_path, kind, bits, pe, simd, thr):
     test_rtl_equals_python_execution(tmp_path, kind, bits, pe, simd, 12, 8, thr, bits % 2 == 0)
+
+
+def test_design_rtl_folder_simulates_as_written(tmp_path):
+    """`compile` writes design/rtl with `write_design_rtl`: each layer's folder holds
+    everything its simulation needs (ROM files relative to it) and equals level 3."""
+    import json
+
+    from nashc.targets.rtl.level4 import write_design_rtl
+    from nashc.targets.rtl.sim import build, run_stream
+
+    model, w, _ = node_model("adder", 4, 2, 3, 12, 8, True, op_suffix="_rtl")
+    (d,) = write_design_rtl(model, tmp_path / "rtl")
+    index = json.loads((tmp_path / "rtl" / "layers.json").read_text())
+    assert index[0]["layer"] == "AdderMVAU_rtl_0" and index[0]["params"]["pe"] == 2
+    assert not any(str(tmp_path) in f.read_text() for f in d.glob("*.sv"))
+    files = [tmp_path / "rtl" / f for f in index[0]["files"]]
+    exe = build(files, index[0]["top"])
+    x = _random_x(model, seed=5)
+    words, _ = run_stream(exe, d, pack_beats(x.reshape(-1, 3), 4, False), 3 * 4)
+    y = unpack_beats(words, 2, 3, True).reshape(x.shape[0], 3, 8)
+    np.testing.assert_array_equal(y, python_execution(model, x))
+    empty = ModelWrapper(qonnx_make_model(helper.make_graph([], "g", [], [])))
+    assert write_design_rtl(empty, tmp_path / "none") == []
+    assert not (tmp_path / "none").exists()
