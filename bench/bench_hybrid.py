@@ -18,7 +18,7 @@ and accuracy of the most accurate design, and the fastest design within 1 point 
 best accuracy reached by either space (an iso-accuracy comparison), and the ratios
 hybrid / mult-only. Usage:
 
-    python bench/bench_hybrid.py [--quick] [--no-write] [--json FILE] [--keep DIR]
+    python bench/bench_hybrid.py [--quick] [--bits B] [--no-write] [--json FILE] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import command_line, digits_convnet, write_section  # noqa: E402
 
+from nashc.passes.costmodel import lane_cost_source  # noqa: E402
+
 NETWORK = digits_convnet("hybdigits")
 
 SPACES = {
@@ -51,14 +53,17 @@ BUDGETS_QUICK = [("lut 2%, dsp 1%", 2, 1)]
 
 
 def nash_source(ops: str, lut_pct: float, dsp_pct: float, *, population: int,
-                generations: int, epochs: int, seed: int) -> str:
-    """The .nash file of one space at one budget."""
+                generations: int, epochs: int, seed: int, bits: int | None = None) -> str:
+    """The .nash file of one space at one budget (`bits`: weights and activations of
+    stem, c1, c2 fixed to that width instead of searched)."""
+    wb = f"{{{bits}}}" if bits else "{2, 4, 8}"
+    ab = f"{{{bits}}}" if bits else "{2, 4}"
     return NETWORK + f"""
 space {{
   op    c1, c2        in {ops}
   width c1, c2        in {{0.5, 1.0}}
-  wbits stem, c1, c2  in {{2, 4, 8}}
-  abits stem, c1, c2  in {{2, 4}}
+  wbits stem, c1, c2  in {wb}
+  abits stem, c1, c2  in {ab}
   fix   head
 }}
 
@@ -152,7 +157,8 @@ def run(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"budget": label}
         for space, ops in SPACES.items():
             src = nash_source(ops, lut, dsp, population=args.population,
-                              generations=args.generations, epochs=args.epochs, seed=args.seed)
+                              generations=args.generations, epochs=args.epochs, seed=args.seed,
+                              bits=args.bits)
             tag = f"{space}_lut{lut:g}_dsp{dsp:g}"
             path = workdir / f"{tag}.nash"
             path.write_text(src)
@@ -185,14 +191,21 @@ def _ratio(a: float | None, b: float | None) -> str:
 
 def render(rows: list[dict[str, Any]], args: argparse.Namespace, load: tuple[str, str]) -> str:
     m, h = "mult-only", "hybrid"
+    title = "## 2. Hybrid gain: multiplication-only vs hybrid space"
+    if args.bits:
+        title += f" at {args.bits} bits"
     lines = [
-        "## 2. Hybrid gain: multiplication-only vs hybrid space",
+        title,
+        "",
+        f"Lane costs of the cost model: {lane_cost_source()}.",
         "",
         "Network `hybdigits` (digits 1x8x8 uint8: conv stem 16, conv c1 32, conv c2 32 "
         "stride 2, global avg pool, fc head 10 int8), written inline in "
         "`bench/bench_hybrid.py`. Both spaces choose width c1,c2 in {0.5, 1.0}, "
         "wbits stem,c1,c2 in {2, 4, 8}, abits stem,c1,c2 in {2, 4}; they differ only in "
         "`op c1, c2`: `{conv}` vs `{conv, shift, adder}` (space sizes 864 vs 7,776). "
+        + (f"Here wbits and abits of stem, c1, c2 are all fixed to {args.bits} "
+           "(space sizes 4 vs 36). " if args.bits else "") +
         f"`nashc compile` on the u250 at 200 MHz, evolution population {args.population} "
         f"generations {args.generations}, {args.survivors} survivors through FINN, seed "
         f"{args.seed}, then {args.epochs} epochs of QAT on digits (1,438 train / 359 "
@@ -289,7 +302,7 @@ accelerators, against a separately designed multiplication-only system; here the
 network is tiny, the data is 8x8 digits (10 classes, 359 validation images, so 1 point
 is ~4 images), training is a few epochs, and fps are FINN's analytic estimates under the
 same nashc folding search for both spaces, with LUT costs of shift/adder layers from
-nashc's own cost model (not synthesis).
+nashc's cost model ({source}; FINN's own estimates for FINN's multiplication layers).
 """
 
 
@@ -354,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=Path, help="keep the compile outputs in this directory")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=None, help="coarse-stage worker processes")
+    ap.add_argument("--bits", type=int, choices=range(2, 9), default=None,
+                    help="fix weights and activations of stem, c1, c2 to this width")
     args = ap.parse_args(argv)
     args.population, args.generations, args.survivors, args.epochs = (
         (8, 1, 2, 1) if args.quick else (16, 3, 6, 5))
@@ -368,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bench_hybrid_") as tmp:
             rows = run(args, Path(tmp))
     load1 = Path("/proc/loadavg").read_text().split()[0]
-    body = render(rows, args, (load0, load1)) + "\n" + READING.format(reading=reading(rows))
+    body = render(rows, args, (load0, load1)) + "\n" + READING.format(reading=reading(rows),
+                                                                   source=lane_cost_source())
     body += f"\nTotal benchmark time {time.perf_counter() - t0:.0f} s.\n"
     print()
     print(body)
@@ -376,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({"rows": rows, "load": [load0, load1]}, indent=1,
                                         default=str))
     if not args.no_write:
-        write_section("hybrid", body, command_line())
+        write_section(f"hybrid_{args.bits}bit" if args.bits else "hybrid", body,
+                      command_line())
     return 0
 
 

@@ -612,7 +612,12 @@ def step_report(state: CompileState) -> None:
     write_build_config(design, state.board, state.clock_mhz)
     from nashc.targets.rtl.level4 import write_design_rtl
 
-    write_design_rtl(chosen.dataflow, design / "rtl")  # the hybrid layers' RTL (ms)
+    rtl_dirs = write_design_rtl(chosen.dataflow, design / "rtl")  # the hybrid layers (ms)
+    if rtl_dirs:  # state.notes is the list the report holds
+        state.notes.append(
+            f"design/rtl: generated SystemVerilog of the {len(rtl_dirs)} shift/adder layers "
+            "(simulated against their python execution by `nashc verify --rtl`); FINN's IP "
+            "stitching and synthesis of the design need Vivado")
     write_json(result, out / "report.json")
     write_markdown(result, out / "report.md")
     write_plot(points, [(c.score, c.coarse_fps) for c in state.candidates], state.chosen,
