@@ -42,8 +42,10 @@ budget without lowering: with perfectly balanced folding every layer finishes in
 same number of cycles II, layer l needs MACs_l / II lanes, so
 II >= sum_l MACs_l * lane_luts_l / LUT_budget (DSP-mapped multiplier lanes moved to the
 DSP budget first), II >= max_l MACs_l / max_lanes_l (a layer cannot use more lanes than it
-has weights per output pixel times output channels, nor a weight stream wider than FINN's
-`MAX_ALLOWED_AP_INT_W` = 8191 bits), and II >= H x W of the input (one pixel per cycle enters the first layer). It ignores memories and
+has weights per output pixel times output channels, nor, for FINN's HLS multiplication
+layers, a weight stream wider than FINN's
+`MAX_ALLOWED_AP_INT_W` = 8191 bits; nashc's RTL shift/adder units keep
+their weights in a ROM and have no such cap), and II >= H x W of the input (one pixel per cycle enters the first layer). It ignores memories and
 control overhead (FINN's c0 = 300 LUTs per layer is added), so it is an optimistic
 bound used to rank and prune candidates before the fine stage (FINN estimates plus the
 folding search) decides.
@@ -197,6 +199,9 @@ MAX_WEIGHT_STREAM_BITS = MAX_ALLOWED_AP_INT_W
 
 
 def _max_lanes(w: LayerWork) -> int:
+    if w.op != "conv":
+        # nashc's shift/adder units are RTL with the weights in a ROM: no HLS stream cap
+        return max(1, w.max_lanes)
     return max(1, min(w.max_lanes, MAX_WEIGHT_STREAM_BITS // max(w.wbits, 1)))
 
 

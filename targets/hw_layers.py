@@ -234,12 +234,11 @@ class _HybridMVAU:
         ``c0 + P * Q * lane + c1 * P * (acc + thr + comp) + c2`` where
 
         * ``lane = costmodel.lane_luts(kind, W, A)`` is one SIMD lane of one PE including
-          its share of the adder tree and FINN's routing factor c1 = 1.1: for shift a
-          barrel shifter (``ceil(ceil(log2(E+1))/2)`` LUT levels of 4:1 muxes over
-          ``A + E`` bits, ``E = 2^(W-1)-1``), a conditional negation (``A + E``) and
-          ``2 (A + E)`` of adder tree; for adder a ``max(A, W)+1``-bit subtractor, an
-          absolute value (conditional negation) of the same width and ``2 (max(A,W)+1)``
-          of adder tree. No multiplier, no DSP.
+          its share of the adder tree: from Yosys synthesis of this unit's RTL PE when
+          ``passes/lane_costs.json`` exists (`costmodel.lane_cost_source`), else the
+          analytic datapath (shift: barrel shifter over ``A + E`` bits,
+          ``E = 2^(W-1)-1``, negation and tree; adder: subtractor, absolute value and
+          tree) with FINN's routing factor 1.1. No multiplier, no DSP.
         * ``acc`` = accumulator bits per PE (`_acc_bits`), one LUT per bit on the carry
           chain, as FINN counts it;
         * with thresholds in LUTRAM (``ram_style_thresholds="distributed"``), FINN's terms

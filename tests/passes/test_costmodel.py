@@ -4,16 +4,41 @@ from __future__ import annotations
 
 import pytest
 
-from nashc.passes.costmodel import LayerWork, coarse_fps, lane_dsps, lane_luts
+from nashc.passes.costmodel import (
+    LayerWork,
+    analytic_lane_luts,
+    coarse_fps,
+    lane_cost_data,
+    lane_dsps,
+    lane_features,
+    lane_luts,
+)
 
 
 @pytest.mark.parametrize("bits", [2, 4, 8])
 def test_conv_lane_matches_finn_mvau_formula(bits):
-    # FINN's MVAU_hls.lut_estimation per lane: 1.1 * (mult + 2 * (W + A))
+    # FINN's MVAU_hls.lut_estimation per lane: 1.1 * (mult + 2 * (W + A)); the analytic
+    # model (lane_luts itself is synthesis-calibrated when passes/lane_costs.json exists)
     w = a = bits
     mult = (2 * -(-(w + a) // 6) - 1) * (w + a)
-    assert lane_luts("conv", w, a) == pytest.approx(1.1 * (mult + 2 * (w + a)))
+    assert analytic_lane_luts("conv", w, a) == pytest.approx(1.1 * (mult + 2 * (w + a)))
     assert lane_luts("conv", w, a, dsp=True) == pytest.approx(1.1 * 2 * (w + a))
+
+
+def test_calibrated_lanes_follow_the_data_file():
+    """lane_luts evaluates the fitted coefficients of passes/lane_costs.json, and the fit
+    stays within the error the file records for every synthesised lane."""
+    data = lane_cost_data()
+    if data is None:
+        pytest.skip("no passes/lane_costs.json (run bench/calibrate_lanes.py)")
+    assert "synth_xilinx -family xcup -abc9" in data["synth_command"]
+    for kind, op in (("mult", "conv"), ("shift", "shift"), ("adder", "adder")):
+        coef = data["coefficients"][kind]
+        for e in (x for x in data["lanes"] if x["kind"] == kind):
+            want = sum(c * f for c, f in zip(coef, lane_features(kind, e["wbits"], e["abits"])))
+            assert lane_luts(op, e["wbits"], e["abits"]) == pytest.approx(max(want, 1.0))
+            err = abs(e["fitted_lane_luts"] - e["lane_luts"]) / max(e["lane_luts"], 1.0)
+            assert err <= data["fit"][kind]["max_rel_error"] + 1e-9
 
 
 @pytest.mark.parametrize("bits", [4, 6, 8])
