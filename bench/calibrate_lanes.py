@@ -91,7 +91,7 @@ def run(quick: bool, cache_path: Path | None = None) -> dict[str, Any]:
             lane = (res[q1] - res[q0]) / (q1 - q0)
             entry = {"kind": kind, "abits": a, "wbits": w, "kmax": k, "simd": [q0, q1],
                      "lane_luts": lane, "intercept_luts": res[q0] - q0 * lane}
-            if 4 in res:
+            if 4 in res and 4 not in (q0, q1):
                 entry["simd4_predicted"] = entry["intercept_luts"] + 4 * lane
                 entry["simd4_measured"] = res[4]
             lanes.append(entry)

@@ -96,9 +96,9 @@ LANE_COST_FILE = Path(__file__).with_name("lane_costs.json")
 #: Names of the datapath features each kind's calibrated lane cost is linear in
 #: (E = 2^(W-1) - 1 shift positions of a W-bit code word, stages = ceil(log2(E + 1))).
 LANE_FEATURES = {
-    "mult": ["1", "A*W", "A+W"],
+    "mult": ["1", "A*W", "A", "W"],
     "shift": ["1", "(A+E)*stages", "A+E"],
-    "adder": ["1", "max(A,W)", "min(A,W)"],
+    "adder": ["1", "max(A,W)", "A", "W"],
 }
 
 
@@ -106,13 +106,13 @@ def lane_features(kind: str, wbits: int, abits: int) -> list[float]:
     """The `LANE_FEATURES` values of a lane with W = `wbits`, A = `abits`."""
     a, w = float(abits), float(wbits)
     if kind == "mult":
-        return [1.0, a * w, a + w]
+        return [1.0, a * w, a, w]
     if kind == "shift":
         e = _shift_range(wbits)
         stages = max(1, math.ceil(math.log2(e + 1)))
         return [1.0, (a + e) * stages, a + e]
     if kind == "adder":
-        return [1.0, max(a, w), min(a, w)]
+        return [1.0, max(a, w), a, w]
     raise ValueError(f"unknown lane kind {kind!r}")
 
 
