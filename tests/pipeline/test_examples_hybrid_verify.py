@@ -1,6 +1,6 @@
 """Golden checks on the example networks with every middle conv/fc layer converted to
-shift, and again to adder (the first and last layers stay multiplications): levels 1, 2
-and 3 (FINN dataflow) must all match; and narrowed by the graph width pass."""
+shift, and again to adder (the first and last layers stay multiplications): levels 1, 2,
+3 (FINN dataflow) and 4 (generated RTL of the hybrid layers in Verilator) must all match; and narrowed by the graph width pass."""
 
 from __future__ import annotations
 
@@ -46,6 +46,12 @@ def test_example_with_all_middle_layers_hybrid_verifies(tmp_path, example, op):
     assert f"{op.capitalize()}MVAU_rtl" in kinds
     diff, ok = verify_dataflow(model, lowered, 0)
     assert ok, diff
+    # level 4: each hybrid layer's generated RTL in Verilator == its python execution
+    from nashc.targets.rtl.level4 import verify_rtl
+
+    checks = verify_rtl(model, lowered, tmp_path / "rtl", seed=0, max_real=16, n_random=4)
+    assert len(checks) == len(choices), [c.name for c in checks]
+    assert all(c.ok for c in checks), [c.to_json() for c in checks]
 
 
 @pytest.mark.parametrize("example", ["cnv_cifar.nash", "resnet8_cifar.nash"])
