@@ -152,6 +152,8 @@ def run(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
     from nashc.pipeline import CompileOptions, compile_file
 
     budgets = BUDGETS_QUICK if args.quick else BUDGETS_FULL
+    if args.budget:
+        budgets = [b for b in BUDGETS_FULL if b[0].startswith(f"lut {args.budget:g}%")]
     rows = []
     for label, lut, dsp in budgets:
         row: dict[str, Any] = {"budget": label}
@@ -369,9 +371,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=None, help="coarse-stage worker processes")
     ap.add_argument("--bits", type=int, choices=range(2, 9), default=None,
                     help="fix weights and activations of stem, c1, c2 to this width")
+    ap.add_argument("--budget", type=float, choices=[b[1] for b in BUDGETS_FULL],
+                    help="only the budget with this LUT percentage")
+    ap.add_argument("--survivors", type=int, help="candidates through FINN per compile")
+    ap.add_argument("--epochs", type=int, help="QAT epochs per finalist")
     args = ap.parse_args(argv)
-    args.population, args.generations, args.survivors, args.epochs = (
-        (8, 1, 2, 1) if args.quick else (16, 3, 6, 5))
+    defaults = (8, 1, 2, 1) if args.quick else (16, 3, 6, 5)
+    args.population, args.generations = defaults[:2]
+    args.survivors = args.survivors or defaults[2]
+    args.epochs = args.epochs or defaults[3]
     logging.disable(logging.WARNING)  # FINN's SetFolding (baseline step) warns at every probe
     warnings.filterwarnings("ignore")
     load0 = Path("/proc/loadavg").read_text().split()[0]
