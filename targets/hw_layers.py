@@ -6,9 +6,9 @@ specialisations `ShiftMVAU_hls` / `AdderMVAU_hls` (domain
 (PE/SIMD/MW/MH), `get_exp_cycles`, the weight-memory estimates (`bram_estimation`,
 `uram_estimation`, FINN's rules for the same memory width and depth) and FINN's analyses
 (`res_estimation`, `exp_cycles_per_layer`, `dataflow_performance`) work on them unchanged.
-Importing this module registers the four classes with qonnx's registry
+`register_hw_layers` registers the six classes with qonnx's registry
 (`add_op_to_domain`) and with FINN's own per-domain tables (which `SpecializeLayers`
-consults to find an ``_hls`` variant).
+consults to find an ``_hls``/``_rtl`` variant).
 
 Arithmetic (python execution, bit-exact; inputs are the integer codes of the
 activations, as for FINN's MVAU):
@@ -399,8 +399,8 @@ class _RtlMVAU:
         if w is None:
             raise HybridLayerError(f"{self._where()}: the weights are not an initializer")  # type: ignore[attr-defined]
         p = self.rtl_params(w, t)
-        thr = None if p.no_act else hw_thresholds(
-            p, t, w, self.get_input_datatype(0))  # type: ignore[attr-defined]
+        idt = self.get_input_datatype(0)  # type: ignore[attr-defined]
+        thr = None if p.no_act or t is None else hw_thresholds(p, t, w, idt)
         name = top or self.get_verilog_top_module_name()  # type: ignore[attr-defined]
         return write_mvau(p, w, thr, Path(out_dir), name, absolute_rom_paths)
 

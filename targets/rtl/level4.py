@@ -60,6 +60,7 @@ def _rtl_instance(node: Any) -> Any:
     """The ``_rtl`` instance of a hybrid node (abstract/HLS nodes are viewed as RTL)."""
     from onnx import helper
 
+    hw_layers.register_hw_layers()
     base = node.op_type.removesuffix("_hls").removesuffix("_rtl")
     rnode = helper.make_node(base + "_rtl", list(node.input), list(node.output),
                              name=node.name, domain=hw_layers.RTL_DOMAIN)
@@ -77,7 +78,7 @@ def check_layer_rtl(dataflow: ModelWrapper, node: Any, x: np.ndarray, workdir: P
     t = dataflow.get_initializer(node.input[2]) if len(node.input) > 2 else None
     p = inst.rtl_params(w, t)
     idt = inst.get_input_datatype(0)
-    thr = None if p.no_act else hw_thresholds(p, t, w, idt)
+    thr = None if p.no_act or t is None else hw_thresholds(p, t, w, idt)
     top = "nashc_" + "".join(c if c.isalnum() else "_" for c in node.name)
     files = write_mvau(p, w, thr, workdir, top)
     exe = build(files, top)

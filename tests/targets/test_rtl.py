@@ -11,9 +11,8 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.util.basic import qonnx_make_model
 
-import nashc.targets  # noqa: F401  (registers the layers)
 from nashc.dsl.errors import NashcError
-from nashc.targets.hw_layers import HLS_DOMAIN, HW_DOMAIN, shift_word_bits
+from nashc.targets.hw_layers import HLS_DOMAIN, HW_DOMAIN, register_hw_layers, shift_word_bits
 from nashc.targets.rtl.generate import (
     _code_words,
     hw_thresholds,
@@ -23,6 +22,8 @@ from nashc.targets.rtl.generate import (
 )
 
 PART = "xcu250-figd2104-2L-e"
+
+register_hw_layers()  # as nashc's functions do before handing graphs to FINN
 
 
 def _weights(kind: str, bits: int, mw: int, mh: int, rng: np.random.Generator) -> np.ndarray:
