@@ -18,16 +18,63 @@ __all__ = ["main", "cli"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+#: Exit codes: 0 ok; 1 a check the command ran failed (golden mismatch); 2 an error
+#: (bad input, unwritable output, an internal error); 130 Ctrl-C; 143 SIGTERM.
+EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
+#: Set to show Python tracebacks of internal errors instead of one line.
+DEBUG_ENV = "NASHC_DEBUG"
+
+
 def user_errors(fn: F) -> F:
-    """Turns a `NashcError` into its message on stderr and exit code 2."""
+    """Runs a command so that nothing reaches the user as a traceback:
+
+    - `NashcError` (bad input): its message (file:line:col where known), exit 2;
+    - a full or read-only file system, no permission: one line naming the path, exit 2;
+    - out of memory: one line, exit 2;
+    - Ctrl-C: "interrupted", exit 130; SIGTERM (`nashc.targets.outdir.Terminated`):
+      "terminated", exit 143; temporary directories are removed on the way out;
+    - any other exception is a bug in nashc: one line with its type and message, exit 2
+      (``NASHC_DEBUG=1`` shows the traceback instead).
+    """
+    name = fn.__name__
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import os
+
+        from nashc.targets.outdir import Terminated
+
         try:
             return fn(*args, **kwargs)
         except NashcError as err:
             click.echo(err.format(), err=True)
-            sys.exit(2)
+            sys.exit(EXIT_ERROR)
+        except KeyboardInterrupt:
+            click.echo(f"nashc {name}: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except Terminated:
+            click.echo(f"nashc {name}: terminated", err=True)
+            raise
+        except (SystemExit, click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except MemoryError:
+            click.echo(f"error: nashc {name} ran out of memory (the network, batch or data "
+                       "set is too large for this machine)", err=True)
+            sys.exit(EXIT_ERROR)
+        except OSError as err:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            where = f"{os.fsdecode(err.filename)}: " if err.filename else ""
+            click.echo(f"error: {where}{err.strerror or err}", err=True)
+            sys.exit(EXIT_ERROR)
+        except Exception as err:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            text = str(err).strip().splitlines()
+            click.echo(f"error: internal error in nashc {name}: {type(err).__name__}"
+                       f"{': ' + text[0] if text else ''}\n(this is a bug in nashc, not in "
+                       f"your input; {DEBUG_ENV}=1 shows the traceback)", err=True)
+            sys.exit(EXIT_ERROR)
 
     return wrapper  # type: ignore[return-value]
 
@@ -86,10 +133,12 @@ def check(file: Path) -> None:
               "(docs/cluster.md).")
 @click.option("--address", help="Ray cluster address for --executor ray (e.g. auto, "
               "HOST:6379, ray://HOST:10001); default: start a local Ray.")
+@click.option("--force", is_flag=True,
+              help="Replace an existing output directory nashc did not write.")
 @user_errors
 def compile(file: Path, target: str | None, output: Path | None, seed: int | None,
             jobs: int | None, search_seconds: float | None, executor: str,
-            address: str | None) -> None:
+            address: str | None, force: bool) -> None:
     """Search, lower through FINN, verify and report the designs for a .nash FILE."""
     from rich.console import Console
 
@@ -100,7 +149,8 @@ def compile(file: Path, target: str | None, output: Path | None, seed: int | Non
     if address is not None and executor != "ray":
         raise click.UsageError("--address needs --executor ray")
     opts = CompileOptions(target=target, output=output, seed=seed, jobs=jobs,
-                          search_seconds=search_seconds, executor=executor, address=address)
+                          search_seconds=search_seconds, executor=executor, address=address,
+                          force=force)
     last = [0.0]
     with console.status("nashc compile", spinner="dots") as status:
 
@@ -130,9 +180,11 @@ def compile(file: Path, target: str | None, output: Path | None, seed: int | Non
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the train section's epochs.")
 @click.option("--limit", type=click.IntRange(min=1),
               help="Use at most N training and N validation images (quick runs).")
+@click.option("--force", is_flag=True,
+              help="Replace an existing output directory nashc did not write.")
 @user_errors
 def train(file: Path, arch: Path | None, index: int | None, output: Path | None,
-          seed: int | None, epochs: int | None, limit: int | None) -> None:
+          seed: int | None, epochs: int | None, limit: int | None, force: bool) -> None:
     """Train one architecture of a .nash FILE (quantization-aware) without searching.
 
     Without --arch the network as declared is trained. Writes DIR/model_qonnx.onnx
@@ -144,7 +196,7 @@ def train(file: Path, arch: Path | None, index: int | None, output: Path | None,
 
     _quiet_libraries()
     out, summary = train_file(file, arch=arch, index=index, output=output, seed=seed,
-                              epochs=epochs, limit=limit, progress=True)
+                              epochs=epochs, limit=limit, progress=True, force=force)
     console = Console()
     data = summary["dataset"]
     table = Table(title=f"{summary['network']} on {data['dataset']} ({data['train_samples']} "
@@ -201,9 +253,11 @@ def _print_search(console: Any, search: dict[str, Any]) -> None:
               "\"lut 30%, dsp 0\": fold with nashc's search inside it.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Output directory.")
 @click.option("--synth", is_flag=True, help="Continue with FINN's builder (needs Vivado).")
+@click.option("--force", is_flag=True,
+              help="Replace an existing output directory nashc did not write.")
 @user_errors
 def estimate(model: Path, target: str, fps: float | None, budget: str | None,
-             output: Path | None, synth: bool) -> None:
+             output: Path | None, synth: bool, force: bool) -> None:
     """Lower MODEL.onnx through FINN to hardware layers and estimate cycles and resources.
 
     Folding uses FINN's SetFolding for --fps (default 1000 frames/s) at the board's
@@ -220,7 +274,8 @@ def estimate(model: Path, target: str, fps: float | None, budget: str | None,
     from nashc.targets.estimate import device_utilisation, estimate_model_file
     from nashc.targets.handoff import missing_synthesis_tools, run_finn_build
 
-    run = estimate_model_file(model, target=target, fps=fps, output=output, budget=budget)
+    run = estimate_model_file(model, target=target, fps=fps, output=output, budget=budget,
+                              force=force)
     est, board = run.estimate, run.board
     console = Console()
     for note in run.notes:
@@ -370,7 +425,7 @@ def verify(model: Path, json_out: Path | None, target: str, no_finn: bool, rtl: 
         data = result.to_json()
         if rtl_checks:
             data["rtl_layers"] = [c.to_json() for c in rtl_checks]
-        json_out.write_text(json.dumps(data, indent=2) + "\n")
+        _write_file(json_out, (json.dumps(data, indent=2) + "\n").encode())
     console.print("verify: " + ("[green]all levels match[/]" if result.ok else "[red]FAILED[/]"))
     sys.exit(0 if result.ok else 1)
 
@@ -404,7 +459,6 @@ def rewrite(model: Path, output: Path | None, widths: tuple[str, ...], wbits: tu
     SEL is a comma-separated list of globs over layer (node) names, as in a `space`
     section. Order: widths, weight bits, activation bits, operators. The rewritten graph
     must pass the level-2 golden check (QONNX vs onnxruntime) before it is written."""
-    import os
 
     import onnx
     from rich.console import Console
@@ -459,14 +513,34 @@ def rewrite(model: Path, output: Path | None, widths: tuple[str, ...], wbits: tu
                    err=True)
         sys.exit(1)
     out = output or model.with_name(f"{model.stem}_rewritten.onnx")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    _write_file(out, after_model.model.SerializeToString())
+    console.print(f"wrote {out}")
+
+
+def _write_file(out: Path, data: bytes) -> None:
+    """Writes `data` to the file `out` atomically (a temporary name beside it, renamed;
+    the file mode follows the umask). A directory at `out`, or an unwritable place, is a
+    `NashcError`; nothing is left behind on failure."""
+    import os
+
+    from nashc.targets.outdir import terminate_as_exit, write_error
+
+    if out.is_dir():
+        raise NashcError(f"{out} is a directory; give a file name")
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # same directory: atomic rename
     try:
-        onnx.save_model(after_model.model, str(tmp))
-        os.replace(tmp, out)
+        with terminate_as_exit():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            os.replace(tmp, out)
+    except OSError as err:
+        raise (write_error(out, err) or
+               NashcError(f"cannot write {out}: {err.strerror or err}")) from None
     finally:
-        tmp.unlink(missing_ok=True)
-    console.print(f"wrote {out}")
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # e.g. a read-only file system: nothing was written either
 
 
 def _calibration_batch(path: Path, model: Any) -> Any:
@@ -571,7 +645,10 @@ def _print_compile_summary(out: Path, report: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    cli()
+    from nashc.targets.outdir import terminate_as_exit
+
+    with terminate_as_exit():  # SIGTERM unwinds (temporary directories removed), exit 143
+        cli()
 
 
 if __name__ == "__main__":

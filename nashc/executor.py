@@ -109,7 +109,21 @@ class LocalExecutor:
                 max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
                 initializer=_local_init, initargs=(fn,))
             self._fn = fn
-        return list(self._pool.map(_local_call, items))
+        import signal
+
+        # workers are spawned on submission: with SIGINT ignored meanwhile they start
+        # ignoring it (an ignored signal stays ignored across exec; Python then installs
+        # no KeyboardInterrupt handler), so a Ctrl-C while they import torch prints no
+        # traceback from them; the main process stops the search
+        try:
+            old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            return list(self._pool.map(_local_call, items))
+        try:
+            results = self._pool.map(_local_call, items)
+        finally:
+            signal.signal(signal.SIGINT, old)
+        return list(results)
 
     def _shutdown(self) -> None:
         if self._pool is not None:

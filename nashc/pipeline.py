@@ -73,6 +73,7 @@ class CompileOptions:
     executor: str = "local"  # where candidates are evaluated: "local" or "ray" (nashc.executor)
     address: str | None = None  # Ray cluster address (executor "ray"; None: a local Ray)
     search_seconds: float | None = None  # stop the architecture search after this long
+    force: bool = False  # replace an existing output directory nashc did not write
 
 
 @dataclass
@@ -227,6 +228,8 @@ def step_search(state: CompileState) -> None:
         evaluator.close()
     state.search_seconds = time.perf_counter() - t0
     if not state.candidates:
+        if state.stop_reason == "interrupted":
+            raise KeyboardInterrupt  # Ctrl-C before any result: stop (the CLI exits 130)
         raise NashcError("the search stopped before any candidate was evaluated")
     if state.interrupted:
         state.notes.append(f"architecture search stopped early ({state.stop_reason}) after "
@@ -639,34 +642,33 @@ STEPS: list[tuple[str, Callable[[CompileState], None]]] = [
 
 def compile_file(path: Path, opts: CompileOptions,
                  progress: Callable[[str], Any] | None = None) -> tuple[Path, dict[str, Any]]:
-    """Runs the pipeline; returns the output directory and the report."""
-    from nashc.targets.outdir import make_temp_sibling, publish_dir
+    """Runs the pipeline; returns the output directory and the report.
+
+    The output directory (`opts.output`, default `<file stem>_nashc`) is written with
+    `nashc.targets.outdir.atomic_output_dir`: an existing directory nashc did not write
+    is refused unless `opts.force`, and nothing is left behind on an error or SIGTERM."""
+    from nashc.targets.outdir import atomic_output_dir
 
     path = Path(path)
     if not path.is_file():
         raise NashcError(f"{path}: no such file")
     out = (opts.output or Path(f"{path.stem}_nashc")).absolute()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_sibling(out)
-    state = CompileState(path=path, opts=opts, workdir=tmp, progress=progress)
-    try:
-        for name, fn in STEPS:
-            if progress:
-                progress(f"step {name}")
-            t0 = time.perf_counter()
-            try:
-                fn(state)
-            except KeyboardInterrupt:
-                if name != "search":
-                    raise
-                state.interrupted = True
-            state.timings[name] = round(time.perf_counter() - t0, 3)
-        report = json.loads((tmp / "report.json").read_text())
-        publish_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        if state.executor is not None:
-            state.executor.close()
+    with atomic_output_dir(out, force=opts.force, command="compile") as tmp:
+        state = CompileState(path=path, opts=opts, workdir=tmp, progress=progress)
+        try:
+            for name, fn in STEPS:
+                if progress:
+                    progress(f"step {name}")
+                t0 = time.perf_counter()
+                try:
+                    fn(state)
+                except KeyboardInterrupt:
+                    if name != "search" or not state.candidates:
+                        raise  # nothing scored yet: stop (the CLI exits 130)
+                    state.interrupted = True
+                state.timings[name] = round(time.perf_counter() - t0, 3)
+            report = json.loads((tmp / "report.json").read_text())
+        finally:
+            if state.executor is not None:
+                state.executor.close()
     return out, report

@@ -20,7 +20,6 @@ atomically (a temporary sibling directory renamed at the end).
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -241,7 +240,7 @@ def _at_dataset(program: Program, err: NashcError) -> NashcError:
 
 def train_file(path: Path, arch: Path | None = None, index: int | None = None,
                output: Path | None = None, seed: int | None = None, progress: bool = True,
-               limit: int | None = None, epochs: int | None = None
+               limit: int | None = None, epochs: int | None = None, force: bool = False
                ) -> tuple[Path, dict[str, Any]]:
     """`nashc train`: trains one architecture of FILE and writes DIR atomically.
 
@@ -273,11 +272,9 @@ def train_file(path: Path, arch: Path | None = None, index: int | None = None,
         raise _at_dataset(program, err) from None
 
     out = (output or Path(f"{path.stem}_train")).absolute()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    from nashc.targets.outdir import make_temp_sibling, publish_dir
+    from nashc.targets.outdir import atomic_output_dir
 
-    tmp = make_temp_sibling(out)
-    try:
+    with atomic_output_dir(out, force=force, command="train") as tmp:
         module, result = train_candidate(program, choice, seed, data=data, epochs=epochs,
                                          progress=progress, label=f"training {path.name}")
         model = export_qonnx_model(module, program.network, tmp / "model_qonnx.onnx")
@@ -300,8 +297,4 @@ def train_file(path: Path, arch: Path | None = None, index: int | None = None,
             "golden": golden,
         }
         (tmp / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
-        publish_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out, summary

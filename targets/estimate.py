@@ -245,7 +245,7 @@ def estimate_model_file(model_path: str | Path, target: str = "u250",
                         fps: float | None = None, output: str | Path | None = None,
                         clock_mhz: float | None = None,
                         insert_topk: bool = False,
-                        budget: str | None = None) -> EstimateRun:
+                        budget: str | None = None, force: bool = False) -> EstimateRun:
     """`nashc estimate`: lower MODEL.onnx, fold, estimate, write DIR.
 
     Folding: FINN's SetFolding for `fps` (default `DEFAULT_FPS`); or, with `budget` (the
@@ -266,7 +266,7 @@ def estimate_model_file(model_path: str | Path, target: str = "u250",
     from nashc.targets.handoff import write_build_config
     from nashc.targets.hybrid_lowering import hybrid_extra_steps
     from nashc.targets.lower import lower_to_hw
-    from nashc.targets.outdir import make_temp_sibling, publish_dir
+    from nashc.targets.outdir import atomic_output_dir
 
     board = get_board(target)
     clock = float(clock_mhz if clock_mhz is not None else board.default_clock_mhz)
@@ -292,9 +292,7 @@ def estimate_model_file(model_path: str | Path, target: str = "u250",
 
     model = load_model(src)  # batch 1, opset >= 13; load_notes says what changed
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_sibling(out)
-    try:
+    with atomic_output_dir(out, force=force, command="estimate") as tmp:
         lowered = lower_to_hw(model, board, clock, hybrid_extra_steps(), insert_topk=insert_topk,
                               workdir=tmp / "_finn")
         search: dict[str, Any] | None = None
@@ -310,11 +308,7 @@ def estimate_model_file(model_path: str | Path, target: str = "u250",
         lowered.parent.save(str(tmp / "dataflow_parent.onnx"))
         write_build_config(tmp, board, clock)
         shutil.rmtree(tmp / "_finn", ignore_errors=True)
-        files = sorted(p.name for p in tmp.iterdir())
-        publish_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        files = sorted(p.name for p in tmp.iterdir() if not p.name.startswith("."))
     return EstimateRun(output_dir=out, board=board, clock_mhz=clock, target_fps=target_fps,
                        estimate=est, host_nodes=lowered.host_nodes, files=files, search=search,
                        notes=load_notes(model))

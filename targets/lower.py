@@ -21,6 +21,7 @@ before FINN's own conversion to hardware layers.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -803,17 +804,21 @@ def lower_to_hw(model: ModelWrapper, board: Board, clock_mhz: float,
     for e in extras:
         if e.after not in LOWERING_STEPS:
             raise NashcError(f"extra step {e.name!r}: unknown phase {e.after!r}")
-    tmp: tempfile.TemporaryDirectory[str] | None = None
+    tmp: Path | None = None
     if workdir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="nashc_finn_")
-        workdir = tmp.name
+        from nashc.targets.outdir import owned_temp_dir, remove_stale
+
+        base = Path(tempfile.gettempdir())
+        remove_stale(base)  # left by nashc processes killed with SIGKILL
+        tmp = owned_temp_dir(base, "nashc_finn_")
+        workdir = tmp
     work = Path(workdir)
     try:
         with finn_workspace(work):
             return _lower(model, board, clock_mhz, extras, insert_topk, work, save_steps)
     finally:
         if tmp is not None:
-            tmp.cleanup()
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _lower(model: ModelWrapper, board: Board, clock_mhz: float, extras: list[ExtraStep],
