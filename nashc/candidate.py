@@ -166,9 +166,9 @@ def network_source(program: Program) -> NetworkSource:
     """The source of the program's network: loaded from its file (the model is read and
     the space checked against it here) or declared in the language."""
     if program.network.source is not None:
-        from nashc.imported import LoadedNetwork
+        from nashc.imported import load_source
 
-        return LoadedNetwork.load(program)
+        return load_source(program)  # LoadedNetwork.load, errors at the `from` path
     return DeclaredNetwork(program)
 
 

@@ -108,10 +108,11 @@ def check(file: Path) -> None:
                  "zcu102", "zcu104", "kv260_som"]
     program = load(file, targets=known)
     loaded_space = program.network.source is not None and bool(program.choices)
-    if loaded_space:
-        from nashc.imported import LoadedNetwork
+    if program.network.source is not None:
+        from nashc.imported import load_source
 
-        LoadedNetwork.load(program)  # every space option applied to the graph once
+        # read whole, run once, every space option applied to the graph once
+        load_source(program)
     print_summary(program)
     if loaded_space:
         click.echo("every option of the space applies to the loaded graph")
@@ -274,6 +275,8 @@ def estimate(model: Path, target: str, fps: float | None, budget: str | None,
     from nashc.targets.estimate import device_utilisation, estimate_model_file
     from nashc.targets.handoff import missing_synthesis_tools, run_finn_build
 
+    _quiet_libraries()
+    _usable_model(model)
     run = estimate_model_file(model, target=target, fps=fps, output=output, budget=budget,
                               force=force)
     est, board = run.estimate, run.board
@@ -377,6 +380,7 @@ def verify(model: Path, json_out: Path | None, target: str, no_finn: bool, rtl: 
     if rtl and no_finn:
         raise click.UsageError("--rtl needs level 3 (the FINN lowering): drop --no-finn")
     _quiet_libraries()
+    _usable_model(model)
     qmodel = load_model(model)
     for note in load_notes(qmodel):
         click.echo(f"note: {note}", err=True)
@@ -474,6 +478,7 @@ def rewrite(model: Path, output: Path | None, widths: tuple[str, ...], wbits: tu
     if not rules:
         raise NashcError("nashc rewrite: nothing to do; give --width, --wbits, --abits or --op")
     _quiet_libraries()
+    _usable_model(model)
     before_model = load_onnx_network(model)
     before = layer_summary(before_model)
     acts = None
@@ -515,6 +520,28 @@ def rewrite(model: Path, output: Path | None, widths: tuple[str, ...], wbits: tu
     out = output or model.with_name(f"{model.stem}_rewritten.onnx")
     _write_file(out, after_model.model.SerializeToString())
     console.print(f"wrote {out}")
+
+
+def _usable_model(path: Path) -> None:
+    """Raises `NashcError` unless `path` is an ONNX model nashc can read and onnxruntime
+    can run (after lowering QONNX quantizers and hybrid ops to standard ONNX) on a seeded
+    random input: a missing, truncated or inconsistent file is the user's input, not a
+    crash somewhere later."""
+    if not path.exists():
+        raise NashcError(f"{path}: no such file")
+    if not path.is_file():
+        raise NashcError(f"{path}: not a file")
+    from nashc.runtime.golden import load_model, random_inputs, run_onnxruntime
+
+    try:
+        model = load_model(path)
+        run_onnxruntime(model, random_inputs(model, seed=0))
+    except NashcError:
+        raise
+    except Exception as err:  # onnx, qonnx and onnxruntime raise many types on bad models
+        text = str(err).strip().splitlines()
+        raise NashcError(f"{path}: cannot use this model: {type(err).__name__}"
+                         f"{': ' + text[0] if text else ''}") from None
 
 
 def _write_file(out: Path, data: bytes) -> None:

@@ -279,3 +279,31 @@ def scoring_batch(program: Program, model: ModelWrapper, n: int, seed: int) -> n
     name = model.graph.input[0].name
     return np.concatenate([random_inputs(model, seed=seed * 1000 + i)[name]
                            for i in range(n)], axis=0)
+
+
+def load_source(program: Program) -> LoadedNetwork:
+    """`LoadedNetwork.load` of a network loaded with `from`, for `nashc check` and `compile`
+    alike, with the cleaned-up graph also run once in onnxruntime on a seeded random input
+    (`runtime.golden.random_inputs`), as the search runs it: a model `check` accepts is
+    one `compile` can use. Any failure (an unreadable, truncated or inconsistent model, a
+    graph onnxruntime refuses) is a `NashSourceError` at the path in the `.nash` file."""
+    from nashc.dsl.errors import NashSourceError
+    from nashc.runtime.golden import random_inputs
+
+    net = program.file.network
+    pos = net.source_pos or net.pos
+    shown = net.source_text or str(net.source)
+    try:
+        search = LoadedNetwork.load(program)
+        base = search.base()
+        name = base.graph.input[0].name
+        SampleRunner(base).output(random_inputs(base, seed=0)[name])
+    except NashSourceError:
+        raise
+    except NashcError as err:
+        raise NashSourceError(str(err), pos) from None
+    except Exception as err:  # onnx, qonnx and onnxruntime raise many types on bad models
+        text = str(err).strip().splitlines()
+        raise NashSourceError(f"'{shown}' cannot be used: {type(err).__name__}"
+                              f"{': ' + text[0] if text else ''}", pos) from None
+    return search
