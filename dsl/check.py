@@ -56,6 +56,8 @@ __all__ = [
     "MIN_CLOCK_MHZ",
     "MAX_CLOCK_MHZ",
     "DIGITS_IMAGES",
+    "MAX_EXHAUSTIVE",
+    "MAX_SEARCH_COUNT",
 ]
 
 DEFAULT_WEIGHTS = DType("int8")
@@ -77,6 +79,12 @@ MAX_FEATURE_VALUES = 2**24
 MAX_BATCH_VALUES = 2**28
 #: Images of scikit-learn's digits (`sklearn.datasets.load_digits`): 1797 8x8 images.
 DIGITS_IMAGES = 1797
+#: `strategy exhaustive` scores every candidate: at most this many
+#: (`nashc.passes.nas.exhaustive`'s limit).
+MAX_EXHAUSTIVE = 100_000
+#: Largest `samples` and `population` (the search draws them before scoring) and
+#: `generations`: a million candidates take days to score on this kind of machine.
+MAX_SEARCH_COUNT = 1_000_000
 COMPUTE_KINDS = ("conv", "fc", "block")
 
 Shape = tuple[int, ...]
@@ -622,7 +630,8 @@ def _check_hardware(nf: NashFile, targets: Collection[str] | None) -> None:
         raise _err(f"latency must be positive, got {hw.latency_text}", _vpos(hw, "latency"))
 
 
-def _check_search(nf: NashFile, imported: bool, net: ResolvedNetwork | None = None) -> None:
+def _check_search(nf: NashFile, imported: bool, net: ResolvedNetwork | None = None,
+                  space_size: int = 1) -> None:
     s = nf.search
     if s is None:
         return
@@ -645,6 +654,15 @@ def _check_search(nf: NashFile, imported: bool, net: ResolvedNetwork | None = No
             raise _err(f"{word} must be positive, got {value}", _vpos(s, key))
     if s.seed < 0:
         raise _err(f"seed must not be negative, got {s.seed}", _vpos(s, "seed"))
+    for key in ("population", "generations", "samples"):
+        value = getattr(s, key)
+        if value > MAX_SEARCH_COUNT:
+            raise _err(f"{key} {value} is more than {MAX_SEARCH_COUNT:,} candidates",
+                       _vpos(s, key), f"at most {MAX_SEARCH_COUNT:,} (--search-seconds stops a "
+                       "long search early)")
+    if s.strategy == "exhaustive" and space_size > MAX_EXHAUSTIVE:
+        raise _err(f"exhaustive search of {space_size:,} candidates; it is limited to "
+                   f"{MAX_EXHAUSTIVE:,}", _vpos(s, "strategy"), "strategy random or evolution")
     if net is not None and net.input_shape is not None:
         values = s.metric_batch * math.prod(net.input_shape)
         if values > MAX_BATCH_VALUES:
@@ -687,6 +705,7 @@ def check_program(nashfile: NashFile, targets: Collection[str] | None = None) ->
     _check_sizes(net, choices)
     _check_hybrid_bits(net, nashfile.space, choices)
     _check_hardware(nashfile, targets)
-    _check_search(nashfile, net.source is not None, net)
+    _check_search(nashfile, net.source is not None, net,
+                  math.prod(len(o) for o in choices.values()))
     _check_train(nashfile, net)
     return Program(nashfile, net, choices)

@@ -75,3 +75,26 @@ def test_deep_nesting_is_an_error():
         assert "nesting deeper" in str(err)
     else:
         raise AssertionError("500 nested repeats were accepted")
+
+
+PIECES = [b"network n {\n", b"  input 1x8x8 uint8\n", b"  fc f out 10\n", b"}\n",
+          b"\xef\xbb\xbf", b"\xe9", b"\xff\xfe", b"\x00", b"\f", "\u2028".encode(),
+          b"\r\n", b"# caf\xc3\xa9\n", b"repeat 3 { }\n", b"pool p max kernel 2\n",
+          b"hardware { clock 1e308 GHz }\n", b"budget uram 0%\n", b'"', b"{", b"}"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(st.sampled_from(PIECES), st.binary(max_size=8)), max_size=30)
+       .map(b"".join))
+def test_random_bytes_through_load(tmp_path, data):
+    """Any bytes in a file: `load` (decoding included) raises only NashcError, and the
+    error display never fails."""
+    from nashc.dsl import load
+
+    path = tmp_path / "fuzz.nash"
+    path.write_bytes(data)
+    try:
+        load(path, TARGETS)
+    except NashcError as err:
+        assert err.format()

@@ -242,3 +242,35 @@ def test_long_summary_prints_every_layer_as_plain_columns():
     rows = [line.split() for line in out.splitlines() if line.startswith("f")]
     assert [r[0] for r in rows] == [f"f{i}" for i in range(n)]
     assert all(r[1:] == ["fc", "2", "int8", "uint8"] for r in rows)
+
+
+# --- search settings the search cannot carry out ---------------------------------------------
+
+
+@pytest.mark.parametrize("strategy,line,col,fragment", [
+    ("strategy random samples 999999999999", 6, 27, "more than 1,000,000 candidates"),
+    ("strategy evolution population 10000000", 6, 33, "more than 1,000,000 candidates"),
+    ("strategy evolution generations 10000000", 6, 34, "more than 1,000,000 candidates"),
+    ("strategy exhaustive", 6, 3, "exhaustive search of 1,048,576 candidates"),
+])
+def test_search_sizes_beyond_what_the_search_can_do(strategy, line, col, fragment):
+    body = "\n".join(f"  fc f{i} out 4" for i in range(10))
+    space = "space {\n  wbits * in {2, 3, 4, 5}\n}\n"  # 4^10 candidates
+    err = err_of(NET % ("1x8x8", body) + f"search {{\n  {strategy}\n}}\n" + space)
+    assert (err.pos.line, err.pos.col) == (line + 9, col), err.format()
+    assert fragment in err.message
+
+
+def test_exhaustive_limit_is_the_searchs():
+    import inspect
+
+    from nashc.dsl.check import MAX_EXHAUSTIVE
+    from nashc.passes.nas import exhaustive
+
+    assert inspect.signature(exhaustive).parameters["max_candidates"].default == MAX_EXHAUSTIVE
+
+
+def test_exhaustive_search_of_a_small_space_is_fine():
+    text = NET % ("1x8x8", "  fc f out 4") + "search {\n  strategy exhaustive\n}\n" + \
+        "space {\n  wbits f in {2, 3, 4, 5}\n}\n"
+    assert check_program(parse(text, "t.nash"), TARGETS).space_size == 4
