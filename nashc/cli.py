@@ -276,7 +276,6 @@ def estimate(model: Path, target: str, fps: float | None, budget: str | None,
     from nashc.targets.handoff import missing_synthesis_tools, run_finn_build
 
     _quiet_libraries()
-    _usable_model(model)
     run = estimate_model_file(model, target=target, fps=fps, output=output, budget=budget,
                               force=force)
     est, board = run.estimate, run.board
@@ -528,7 +527,7 @@ def _usable_model(path: Path) -> None:
     random input: a missing, truncated or inconsistent file is the user's input, not a
     crash somewhere later."""
     if not path.exists():
-        raise NashcError(f"{path}: no such file")
+        raise NashcError(f"model file not found: {path}")
     if not path.is_file():
         raise NashcError(f"{path}: not a file")
     from nashc.runtime.golden import load_model, random_inputs, run_onnxruntime
