@@ -48,6 +48,11 @@ __all__ = [
     "has_residual_forks",
     "absorb_layout_transposes",
     "MergeIdenticalTransposesBeforeFork",
+    "BrokenGraphError",
+    "dangling_inputs",
+    "MoveLinearPastEltwiseAddKeepForks",
+    "ShapeScalarBiasQuantParams",
+    "MoveTransposeToGraphEnd",
 ]
 
 Phase = Literal["qonnx_to_finn", "tidy_up", "streamline", "convert_to_hw"]
@@ -122,6 +127,205 @@ class UnsupportedNodesError(NashcError):
         super().__init__(text)
 
 
+class BrokenGraphError(NashcError):
+    """A lowering step left a node input without a producer (a FINN transformation
+    removed a node another one still reads)."""
+
+    def __init__(self, step: str, missing: Sequence[tuple[str, str, str]]) -> None:
+        self.step = step
+        self.missing = list(missing)
+        listed = ", ".join(f"{node} ({op}) reads {tensor!r}" for node, op, tensor in missing)
+        super().__init__(
+            f"lowering step {step} disconnected the graph: {len(self.missing)} input(s) no "
+            f"node produces: {listed}")
+
+
+def dangling_inputs(model: ModelWrapper) -> list[tuple[str, str, str]]:
+    """(node name in the input model, op type, tensor) for every node input and graph
+    output that is neither produced by a node, nor a graph input, nor an initializer.
+    A well-formed graph has none."""
+    produced = {t for n in model.graph.node for t in n.output}
+    produced |= {i.name for i in model.graph.input}
+    produced |= {i.name for i in model.graph.initializer}
+    bad = [(_source_name(n), n.op_type, t) for n in model.graph.node for t in n.input
+           if t and t not in produced]
+    bad += [("graph output", "-", o.name) for o in model.graph.output if o.name not in produced]
+    return bad
+
+
+def _apply(model: ModelWrapper, trn: Transformation, step: str) -> ModelWrapper:
+    """`model.transform(trn)`, then raises `BrokenGraphError` naming `step` and the
+    transformation if it left an input without a producer."""
+    model = model.transform(trn)
+    missing = dangling_inputs(model)
+    if missing:
+        raise BrokenGraphError(f"{step} ({type(trn).__name__})", missing)
+    return model
+
+
+class MoveLinearPastEltwiseAddKeepForks(Transformation):
+    """FINN's `MoveLinearPastEltwiseAdd` ((x*C) + (y*C) -> (x + y) * C, same for Add),
+    except where either `Mul`/`Add` also feeds other nodes.
+
+    FINN's version removes the second producer even when its output forks (as in a
+    Brevitas `QuantBasicBlock`, whose identity shortcut and first conv read the same
+    scaled tensor): the other consumer is left without a producer. Here such a pattern
+    is skipped; `MoveLinearPastFork`, which runs next in FINN's ResNet-50 loop, copies
+    the forking node into each branch, and the next iteration moves it past the add.
+    """
+
+    def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
+        from finn.transformation.streamline.reorder import MoveLinearPastEltwiseAdd
+
+        changed = False
+        while True:
+            target = self._first_safe_add(model)
+            if target is None:
+                return model, changed
+            # have: x -> L(c) -> Add <- L(c) <- y ; want: (x + y) -> L(c), FINN's rewiring
+            graph = model.graph
+            node_ind = list(graph.node).index(target) + 1
+            prod0 = model.find_producer(target.input[0])
+            prod1 = model.find_producer(target.input[1])
+            trn = MoveLinearPastEltwiseAdd()
+            if prod0.op_type == "Add":
+                model.set_initializer(prod0.input[1], model.get_initializer(prod0.input[1])
+                                      + model.get_initializer(prod1.input[1]))
+            trn.move_node(graph, target, prod0, prod1, node_ind)
+            model.set_tensor_shape(target.output[0], None)
+            model.set_tensor_shape(prod0.output[0], None)
+            from qonnx.transformation.infer_shapes import InferShapes
+
+            model = model.transform(InferShapes())
+            changed = True
+
+    @staticmethod
+    def _first_safe_add(model: ModelWrapper):  # type: ignore[no-untyped-def]
+        import numpy as np
+
+        for n in model.graph.node:
+            if n.op_type != "Add" or len(n.input) != 2:
+                continue
+            if any(model.get_initializer(t) is not None for t in n.input):
+                continue
+            prod0, prod1 = (model.find_producer(t) for t in n.input)
+            if prod0 is None or prod1 is None or prod0 == prod1:
+                continue
+            if prod0.op_type != prod1.op_type or prod0.op_type not in ("Mul", "Add"):
+                continue
+            if len(prod0.input) < 2 or len(prod1.input) < 2:
+                continue
+            c0, c1 = (model.get_initializer(p.input[1]) for p in (prod0, prod1))
+            if c0 is None or c1 is None:
+                continue
+            if model.is_fork_node(prod0) or model.is_fork_node(prod1):
+                continue
+            if prod0.op_type == "Mul" and not np.array_equal(c0, c1):
+                continue
+            return n
+        return None
+
+
+class ShapeScalarBiasQuantParams(Transformation):
+    """Gives the 0-d scale/zero-point of a `Quant` that quantizes a Conv bias the shape
+    (1,). Brevitas' `Int32Bias` exports them 0-d; qonnx's `ExtractBiasFromConv` (run by
+    `ConvertQONNXtoFINN`) leaves only shape-(1,) parameters unbroadcast and tries to
+    reshape a 0-d one to (1, C, 1, 1) ("cannot reshape array of size 1"). Values are
+    unchanged."""
+
+    def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
+        changed = False
+        for n in model.graph.node:
+            if n.op_type not in ("Conv", "ConvTranspose") or len(n.input) < 3 or not n.input[2]:
+                continue
+            q = model.find_producer(n.input[2])
+            if q is None or q.op_type not in ("Quant", "IntQuant", "BipolarQuant"):
+                continue
+            for t in q.input[1:3]:
+                v = model.get_initializer(t)
+                if v is not None and v.ndim == 0:
+                    model.set_initializer(t, v.reshape(1))
+                    changed = True
+        return model, changed
+
+
+class MoveTransposeToGraphEnd(Transformation):
+    """Moves a `Transpose` followed only by element-wise `Mul`/`Add` with constants up to
+    a graph output behind them, the constants permuted: ``y = x^T * a <=> y = (x * a')^T``
+    with ``a'`` = ``a`` transposed by the inverse permutation (as FINN's
+    `MoveTransposePastEltwise` rewrites one such pair).
+
+    A network whose output is a feature map (last layer a conv) ends in FINN's NHWC ->
+    NCHW `Transpose` and the output scale; with the `Transpose` last it stays on the host
+    (`step_convert_to_hw` does not make a graph-output `Transpose` a `Shuffle` layer).
+    """
+
+    def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
+        import numpy as np
+        from qonnx.util.basic import get_by_name
+
+        outputs = {o.name for o in model.graph.output}
+        for node in model.graph.node:
+            if node.op_type != "Transpose" or model.is_fork_node(node):
+                continue
+            chain = []
+            t = node.output[0]
+            while t not in outputs:
+                cons = model.find_consumers(t) or []
+                if len(cons) != 1 or cons[0].op_type not in ("Mul", "Add") or \
+                        len(cons[0].input) != 2:
+                    break
+                c = cons[0]
+                other = c.input[1] if c.input[0] == t else c.input[0]
+                if model.get_initializer(other) is None:
+                    break
+                chain.append(c)
+                t = c.output[0]
+            if t not in outputs or not chain:
+                continue
+            perm = list(get_by_name(node.attribute, "perm").ints)
+            rank = len(perm)
+            inverse = [perm.index(i) for i in range(rank)]
+            consts = []
+            for c in chain:
+                other = c.input[1] if model.get_initializer(c.input[1]) is not None \
+                    else c.input[0]
+                a = np.asarray(model.get_initializer(other))
+                if a.ndim > rank:
+                    break
+                consts.append((other, a.reshape((1,) * (rank - a.ndim) + a.shape)))
+            else:
+                # have: x -> Transpose -> L1(a1) -> ... -> Ln(an) -> y
+                # want: x -> L1(a1') -> ... -> Ln(an') -> Transpose -> y
+                x, y = node.input[0], chain[-1].output[0]
+                for name, a in consts:
+                    model.set_initializer(name, a.transpose(inverse))
+                mid = node.output[0]
+                chain[0].input[list(chain[0].input).index(mid)] = x
+                chain[-1].output[0] = mid
+                node.input[0] = mid
+                node.output[0] = y
+                model.graph.node.remove(node)
+                pos = list(model.graph.node).index(chain[-1]) + 1
+                model.graph.node.insert(pos, node)
+                for c in chain:
+                    for out in c.output:
+                        model.set_tensor_shape(out, None)  # type: ignore[arg-type]
+                from qonnx.transformation.infer_datatypes import InferDataTypes
+                from qonnx.transformation.infer_shapes import InferShapes
+
+                model = model.transform(InferShapes())
+                return model.transform(InferDataTypes()), True
+        return model, False
+
+
+def _shuffle_filter(model: ModelWrapper, node) -> bool:  # type: ignore[no-untyped-def]
+    """InferShuffle's filter: not the first node (FINN's `infer_shuffle_skip_first`
+    default) and not a graph output (the output layout change stays on the host)."""
+    outputs = {o.name for o in model.graph.output}
+    return node != model.graph.node[0] and node.output[0] not in outputs
+
+
 def has_residual_forks(model: ModelWrapper) -> bool:
     """True if some non-constant tensor feeds several nodes (a fork, as in ResNets)."""
     for node in model.graph.node:
@@ -152,6 +356,7 @@ def step_qonnx_to_finn(model: ModelWrapper) -> ModelWrapper:
     if q_count == 0:
         return model
     model = cleanup_model(model)
+    model = model.transform(ShapeScalarBiasQuantParams())
     return model.transform(ConvertQONNXtoFINN(
         filter_function=default_filter_function_generator(max_multithreshold_bit_width=8)))
 
@@ -225,22 +430,62 @@ def step_insert_topk(model: ModelWrapper) -> ModelWrapper:
 
 
 def _resnet_streamline(model: ModelWrapper) -> ModelWrapper:
-    """The linear/non-linear loop of FINN's `step_resnet50_streamline` (before lowering)."""
-    from finn.builder.custom_step_library.resnet import (
-        step_resnet50_streamline_linear,
-        step_resnet50_streamline_nonlinear,
+    """The linear/non-linear loop of FINN's `step_resnet50_streamline` (before lowering),
+    restated (`finn.builder.custom_step_library.resnet`: `step_resnet50_streamline_linear`
+    and `_nonlinear`, four iterations) so that every transformation's result is checked
+    for connectivity, with `MoveLinearPastEltwiseAddKeepForks` for FINN's
+    `MoveLinearPastEltwiseAdd` (which disconnects forks)."""
+    from finn.transformation.streamline.absorb import (
+        Absorb1BitMulIntoConv,
+        Absorb1BitMulIntoMatMul,
+        AbsorbAddIntoMultiThreshold,
+        AbsorbMulIntoMultiThreshold,
+        AbsorbScalarMulAddIntoTopK,
+        FactorOutMulSignMagnitude,
     )
+    from finn.transformation.streamline.collapse_repeated import (
+        CollapseRepeatedAdd,
+        CollapseRepeatedMul,
+    )
+    from finn.transformation.streamline.reorder import (
+        MoveAddPastConv,
+        MoveAddPastMul,
+        MoveLinearPastFork,
+        MoveMaxPoolPastMultiThreshold,
+        MoveScalarAddPastMatMul,
+        MoveScalarLinearPastInvariants,
+        MoveScalarMulPastConv,
+        MoveScalarMulPastMatMul,
+    )
+    from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
+    from finn.transformation.streamline.sign_to_thres import ConvertSignToThres
+    from qonnx.transformation.batchnorm_to_affine import BatchNormToAffine
     from qonnx.transformation.double_to_single_float import DoubleToSingleFloat
     from qonnx.transformation.general import (
+        ConvertDivToMul,
+        ConvertSubToAdd,
         GiveReadableTensorNames,
+        GiveUniqueNodeNames,
         RemoveUnusedTensors,
         SortGraph,
     )
     from qonnx.transformation.infer_datatypes import InferDataTypes
+    from qonnx.transformation.remove import RemoveIdentityOps
 
+    linear = [
+        AbsorbScalarMulAddIntoTopK, ConvertSubToAdd, ConvertDivToMul, RemoveIdentityOps,
+        CollapseRepeatedMul, BatchNormToAffine, ConvertSignToThres, MoveAddPastMul,
+        MoveScalarAddPastMatMul, MoveAddPastConv, MoveScalarMulPastMatMul,
+        MoveScalarMulPastConv, MoveScalarLinearPastInvariants, MoveAddPastMul,
+        CollapseRepeatedAdd, CollapseRepeatedMul, AbsorbAddIntoMultiThreshold,
+        FactorOutMulSignMagnitude, MoveMaxPoolPastMultiThreshold, AbsorbMulIntoMultiThreshold,
+        Absorb1BitMulIntoMatMul, Absorb1BitMulIntoConv, RoundAndClipThresholds,
+    ]
+    nonlinear = [MoveLinearPastEltwiseAddKeepForks, MoveLinearPastFork]
     for _ in range(4):
-        model = step_resnet50_streamline_linear(model, None)  # type: ignore[arg-type]
-        model = step_resnet50_streamline_nonlinear(model, None)  # type: ignore[arg-type]
+        for trn in linear + nonlinear:
+            model = _apply(model, trn(), "streamline")
+            model = model.transform(GiveUniqueNodeNames())
         model = model.transform(RemoveUnusedTensors())
         model = model.transform(GiveReadableTensorNames())
         model = model.transform(InferDataTypes())
@@ -284,7 +529,10 @@ class MergeIdenticalTransposesBeforeFork(Transformation):
 def absorb_layout_transposes(model: ModelWrapper, residual: bool) -> ModelWrapper:
     """After convs were lowered to Im2Col + MatMul in NHWC: FINN's transpose absorption,
     plus (for residual graphs) moving transposes past joins and forks, as in FINN's
-    ResNet-50 recipe. Shared with the lowering of nashc's hybrid convs."""
+    ResNet-50 recipe, repeated until the graph no longer changes (each residual block
+    needs its own rounds: FINN's recipe runs them once, which leaves `Shuffle` layers
+    between consecutive identity blocks). Shared with the lowering of nashc's hybrid
+    convs; every transformation's result is checked for connectivity."""
     import finn.transformation.streamline.absorb as absorb
     from finn.transformation.streamline.reorder import (
         MakeMaxPoolNHWC,
@@ -296,25 +544,36 @@ def absorb_layout_transposes(model: ModelWrapper, residual: bool) -> ModelWrappe
     )
     from qonnx.transformation.general import GiveUniqueNodeNames
 
-    model = model.transform(MakeMaxPoolNHWC())
-    model = model.transform(absorb.AbsorbTransposeIntoMultiThreshold())
-    model = model.transform(MakeMaxPoolNHWC())
-    model = model.transform(absorb.AbsorbConsecutiveTransposes())
+    step = "streamline"
+    model = _apply(model, MakeMaxPoolNHWC(), step)
+    model = _apply(model, absorb.AbsorbTransposeIntoMultiThreshold(), step)
+    model = _apply(model, MakeMaxPoolNHWC(), step)
+    model = _apply(model, absorb.AbsorbConsecutiveTransposes(), step)
     if residual:
-        for _ in range(3):
+        # a fixed point; the bound only guards against two rewrites undoing each other
+        for _ in range(4 * len(model.graph.node) + 3):
+            before = _layout_signature(model)
             # FINN's branch recipe also moves transposes past channel Concats (joins)
             for trn in (MoveTransposePastJoinAdd(), MoveTransposePastJoinConcat(),
                         MoveMulPastJoinConcat(), MoveTransposePastFork(),
                         MoveTransposePastEltwise(), absorb.AbsorbConsecutiveTransposes(),
                         absorb.AbsorbTransposeIntoMultiThreshold()):
-                model = model.transform(trn)
+                model = _apply(model, trn, step)
                 model = model.transform(GiveUniqueNodeNames())
+            if _layout_signature(model) == before:
+                break
         # branches that read one tensor (Concat/Inception) each got a layout Transpose;
         # one Transpose before the fork is absorbed by the threshold that produces it
         model = model.transform(MergeIdenticalTransposesBeforeFork())
         model = model.transform(absorb.AbsorbTransposeIntoMultiThreshold())
         model = model.transform(absorb.AbsorbConsecutiveTransposes())
     return model
+
+
+def _layout_signature(model: ModelWrapper) -> list[tuple[str, tuple[str, ...]]]:
+    """Op types and inputs of every node, in order: equal before and after a round of
+    rewrites when the round changed nothing."""
+    return [(n.op_type, tuple(n.input)) for n in model.graph.node]
 
 
 def step_streamline(model: ModelWrapper, residual: bool) -> ModelWrapper:
@@ -350,6 +609,7 @@ def step_streamline(model: ModelWrapper, residual: bool) -> ModelWrapper:
         model = model.transform(InferDataTypes())
         model = model.transform(Streamline())
     model = model.transform(absorb.AbsorbScalarMulAddIntoTopK())
+    model = _apply(model, MoveTransposeToGraphEnd(), "streamline")
     model = model.transform(RoundAndClipThresholds())
     model = model.transform(InferDataTypes())
     model = model.transform(InferDataLayouts())
@@ -483,7 +743,7 @@ def step_convert_to_hw(model: ModelWrapper) -> ModelWrapper:
     # the domain finn.custom_op.fpgadataflow, where no `Reshape` op is registered, and
     # crashes (KeyError). Skipped: static Reshapes at the graph's ends stay on the
     # host (as in FINN's TFC example), one between layers is reported as unsupported.
-    model = when(model, ["Transpose"], InferShuffle())
+    model = when(model, ["Transpose"], InferShuffle(_shuffle_filter))
     return model
 
 
@@ -839,6 +1099,9 @@ def _lower(model: ModelWrapper, board: Board, clock_mhz: float, extras: list[Ext
         timings[name] = time.perf_counter() - t0
         if not isinstance(m, _NamedModel):  # a step made a new wrapper: keep tracking
             m.__class__ = _NamedModel
+        missing = dangling_inputs(m)
+        if missing:
+            raise BrokenGraphError(name, missing)
         if save_steps:
             counter[0] += 1
             m.save(str(work / f"{counter[0]:02d}_{name}.onnx"))
