@@ -136,10 +136,13 @@ def check(file: Path) -> None:
               "HOST:6379, ray://HOST:10001); default: start a local Ray.")
 @click.option("--force", is_flag=True,
               help="Replace an existing output directory nashc did not write.")
+@click.option("--keep-failed", is_flag=True,
+              help="Write the design even if its golden check fails (the exit code is "
+              "still 1).")
 @user_errors
 def compile(file: Path, target: str | None, output: Path | None, seed: int | None,
             jobs: int | None, search_seconds: float | None, executor: str,
-            address: str | None, force: bool) -> None:
+            address: str | None, force: bool, keep_failed: bool) -> None:
     """Search, lower through FINN, verify and report the designs for a .nash FILE."""
     from rich.console import Console
 
@@ -151,7 +154,7 @@ def compile(file: Path, target: str | None, output: Path | None, seed: int | Non
         raise click.UsageError("--address needs --executor ray")
     opts = CompileOptions(target=target, output=output, seed=seed, jobs=jobs,
                           search_seconds=search_seconds, executor=executor, address=address,
-                          force=force)
+                          force=force, keep_failed=keep_failed)
     last = [0.0]
     with console.status("nashc compile", spinner="dots") as status:
 
@@ -167,6 +170,10 @@ def compile(file: Path, target: str | None, output: Path | None, seed: int | Non
 
         out, report = compile_file(file, opts, progress=progress)
     _print_compile_summary(out, report)
+    if not (report.get("golden") or {}).get("ok", True):
+        click.echo(f"error: the golden check failed; {out}/ written because of --keep-failed",
+                   err=True)
+        sys.exit(1)
 
 
 @cli.command()
@@ -389,13 +396,12 @@ def verify(model: Path, json_out: Path | None, target: str, no_finn: bool, rtl: 
         from nashc.targets.boards import get_board
         from nashc.targets.hybrid_lowering import hybrid_extra_steps
         from nashc.targets.lower import lower_to_hw
-        from nashc.targets.verify import verify_dataflow
+        from nashc.targets.verify import verify_level3
 
         board = get_board(target)
         lowered = lower_to_hw(load_model(model), board, board.default_clock_mhz,
                               hybrid_extra_steps())
-        diff, ok = verify_dataflow(qmodel, lowered, seed)
-        result.levels.append(LevelResult("finn-dataflow-vs-qonnx", float(diff), bool(ok)))
+        result.levels.append(verify_level3(qmodel, lowered, seed))
         if rtl:
             import tempfile
 
@@ -410,9 +416,14 @@ def verify(model: Path, json_out: Path | None, target: str, no_finn: bool, rtl: 
     console = Console()
     for lv in result.levels:
         table = Table(title=f"level: {lv.name}")
+        table.add_column("tensor")
+        table.add_column("comparison")
         table.add_column("max |diff|", justify="right")
+        table.add_column("tolerance", justify="right")
         table.add_column("result")
-        table.add_row(f"{lv.max_abs_diff:.6g}", "[green]ok[/]" if lv.ok else "[red]MISMATCH[/]")
+        for t in lv.tensors:
+            table.add_row(t.tensor, t.kind, f"{t.max_abs_diff:.6g}", f"{t.tolerance:.3g}",
+                          "[green]ok[/]" if t.ok else "[red]MISMATCH[/]")
         console.print(table)
     if rtl_checks:
         table = Table(title="level 4: generated RTL (Verilator) vs python execution")
@@ -662,7 +673,8 @@ def _print_compile_summary(out: Path, report: dict[str, Any]) -> None:
     golden = report.get("golden") or {}
     if golden:
         levels = ", ".join(f"{lv['name']} {'ok' if lv['ok'] else 'FAILED'} "
-                           f"(max diff {lv['max_abs_diff']:.3g})" for lv in golden["levels"])
+                           f"({lv['comparison'] + ', ' if lv.get('comparison') else ''}"
+                           f"max diff {lv['max_abs_diff']:.3g})" for lv in golden["levels"])
         console.print(f"golden check: {levels}")
     for note in report.get("notes", []):
         console.print(f"note: {note}")

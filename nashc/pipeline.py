@@ -62,6 +62,10 @@ log = logging.getLogger("nashc")
 DEFAULT_SURVIVORS = 6
 
 
+class GoldenCheckError(NashcError):
+    """The chosen design's golden check (verification levels 1-3) failed."""
+
+
 @dataclass
 class CompileOptions:
     target: str | None = None
@@ -74,6 +78,7 @@ class CompileOptions:
     address: str | None = None  # Ray cluster address (executor "ray"; None: a local Ray)
     search_seconds: float | None = None  # stop the architecture search after this long
     force: bool = False  # replace an existing output directory nashc did not write
+    keep_failed: bool = False  # write the design even when the golden check fails
 
 
 @dataclass
@@ -546,7 +551,7 @@ def _design_check(state: CompileState, dataflow: Any) -> dict[str, Any]:
 
 def step_verify(state: CompileState) -> None:
     from nashc.runtime.golden import compare_levels, load_model
-    from nashc.targets.verify import verify_dataflow
+    from nashc.targets.verify import verify_level3
 
     assert state.chosen is not None and state.program is not None
     chosen = state.pareto[state.chosen]
@@ -556,13 +561,22 @@ def step_verify(state: CompileState) -> None:
     if module is None:
         module = state.network.torch_module(chosen.choice, state.seed)
     result = compare_levels(model, module, seed=state.seed)
-    golden = result.to_json()
-    # level 3: FINN's python execution of the folded dataflow graph
-    diff, ok = verify_dataflow(model, chosen.lowered, state.seed)
-    golden["levels"].append({"name": "finn-dataflow-vs-qonnx", "max_abs_diff": float(diff),
-                             "ok": bool(ok)})
-    golden["ok"] = bool(golden["ok"] and ok)
-    state.golden = golden
+    # level 3: FINN's python execution of the dataflow graph
+    result.levels.append(verify_level3(model, chosen.lowered, state.seed))
+    state.golden = result.to_json()
+    if result.ok:
+        return
+    failed = "; ".join(
+        f"{lv.name} ({lv.comparison}): " + ", ".join(
+            f"{t.tensor} max |diff| {t.max_abs_diff:.3g} (tolerance {t.tolerance:.3g})"
+            for t in lv.tensors if not t.ok)
+        for lv in result.levels if not lv.ok)
+    if state.opts.keep_failed:
+        state.notes.append(f"golden check FAILED, design kept (--keep-failed): {failed}")
+        return
+    raise GoldenCheckError(
+        f"golden check failed for the chosen design {chosen.arch}: {failed}; nothing "
+        "written (--keep-failed writes the design anyway)")
 
 
 def step_report(state: CompileState) -> None:

@@ -7,9 +7,23 @@ graph, is `nashc.targets.verify`).
   by qonnx (numpy references, onnxruntime per standard node) vs the whole graph lowered
   to standard ONNX in onnxruntime with graph optimisations off.
 
-Level 2 must be bit-exact (``max_abs_diff == 0``). Level 1 allows float rounding
-(``LEVEL1_RTOL`` relative to the output's magnitude) since PyTorch and onnxruntime
-kernels accumulate in different orders. Further levels (FINN) append to ``LEVELS``.
+How tensors are compared (`compare_tensor`; each level reports the comparisons it made
+in `LevelResult.tensors`, the kinds in `LevelResult.comparison`):
+
+- ``bit-exact``: integer (quantized) tensors: a graph output made by a quantizer
+  (``Quant``, ``BipolarQuant``, ``MultiThreshold``, ``Trunc``) or annotated with an integer
+  QONNX datatype must be equal. At level 2 an output that is *not* quantized (a float
+  tail: a scale ``Mul``, a float ``GlobalAveragePool``, ``Softmax``) has its quantized
+  inputs, the last quantizer outputs before the float tail, compared bit-exactly too.
+- ``tolerance``: float tensors, ``|a - b| <= FLOAT_TOL_ULPS * eps(dtype) * max|a|``: a few
+  units in the last place of the tensor's magnitude (float32 eps 1.19e-7), what two
+  kernels computing the same float ops in another order differ by.
+- ``labels``: an ``ArgMax``/``TopK`` index output (or any integer-typed output array)
+  compares class labels, exactly.
+
+Level 1 (PyTorch vs qonnx) compares its outputs with ``LEVEL1_RTOL`` relative to
+``max(1, max|a|)`` since PyTorch and onnxruntime kernels accumulate in different orders.
+Further levels (FINN, `nashc.targets.verify`) append their `LevelResult`.
 
 QONNX ``Quant``, ``BipolarQuant`` and ``MultiThreshold`` have no onnxruntime kernel; for
 onnxruntime they are rewritten to standard ops by ``nashc.runtime.lowering``
@@ -35,6 +49,12 @@ from nashc.dsl.errors import NashcError
 from nashc.runtime.lowering import LowerHybridOpsToONNX, LowerQonnxQuantToONNX
 
 __all__ = [
+    "TensorComparison",
+    "compare_tensor",
+    "float_tolerance",
+    "FLOAT_TOL_ULPS",
+    "QUANTIZER_OP_TYPES",
+    "LABEL_OP_TYPES",
     "LevelResult",
     "VerifyResult",
     "GoldenError",
@@ -50,6 +70,13 @@ __all__ = [
 ]
 
 LEVEL1_RTOL = 1e-5
+#: Float tensors may differ by this many units in the last place of their magnitude.
+FLOAT_TOL_ULPS = 16
+#: Op types whose outputs are quantized (integer codes times a scale).
+QUANTIZER_OP_TYPES = frozenset({"Quant", "BipolarQuant", "BinaryQuant", "MultiThreshold",
+                                "Trunc", "IntQuant"})
+#: Op types whose (index) outputs are class labels.
+LABEL_OP_TYPES = frozenset({"ArgMax", "TopK", "LabelSelect", "LabelSelect_hls"})
 
 
 class GoldenError(NashcError):
@@ -57,10 +84,50 @@ class GoldenError(NashcError):
 
 
 @dataclass
+class TensorComparison:
+    """One tensor compared between two executions.
+
+    `kind` is ``bit-exact``, ``tolerance``, ``labels`` or ``integer codes`` (level 3:
+    integer tensors of the hardware graph against level 2's output mapped back through
+    the output's affine tail, see `nashc.targets.verify`); `tolerance` is the largest
+    |difference| accepted (0 for exact kinds); `max_abs_diff` the largest one found
+    (for ``labels``: of the label values, any non-zero is a mismatch)."""
+
+    tensor: str
+    kind: str
+    max_abs_diff: float
+    tolerance: float
+    ok: bool
+    note: str = ""
+
+
+@dataclass
 class LevelResult:
+    """One verification level: `max_abs_diff` of the graph outputs, `ok` when every
+    comparison passed, `comparison` the kinds used (e.g. ``bit-exact + tolerance``),
+    `tolerance` the one applied to the outputs (0 when exact), `tensors` each
+    comparison made."""
+
     name: str
     max_abs_diff: float
     ok: bool
+    comparison: str = "bit-exact"
+    tolerance: float = 0.0
+    tensors: list[TensorComparison] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, name: str, comps: Sequence[TensorComparison],
+           outputs: Sequence[str]) -> LevelResult:
+        """The level's result from its comparisons; `outputs` names the graph outputs
+        (their comparisons give `max_abs_diff` and `tolerance`)."""
+        outs = [c for c in comps if c.tensor in outputs] or list(comps)
+        kinds = list(dict.fromkeys(c.kind for c in comps))
+        return cls(name=name,
+                   max_abs_diff=max((c.max_abs_diff for c in outs), default=0.0),
+                   ok=bool(comps) and all(c.ok for c in comps),
+                   comparison=" + ".join(kinds),
+                   tolerance=max((c.tolerance for c in outs), default=0.0),
+                   tensors=list(comps))
 
 
 @dataclass
@@ -150,11 +217,21 @@ def _ort_session(std: ModelWrapper, threads: int | None = None) -> Any:
                                 providers=["CPUExecutionProvider"])
 
 
-def run_onnxruntime(model: ModelWrapper,
-                    inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_onnxruntime(model: ModelWrapper, inputs: dict[str, np.ndarray],
+                    extra: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """Executes ``model`` in onnxruntime (graph optimisations off) after lowering hybrid ops
-    and QONNX quantizers to standard ONNX."""
-    sess = _ort_session(to_standard_onnx(model))
+    and QONNX quantizers to standard ONNX; returns the graph outputs and the `extra`
+    intermediate tensors (float32, names as in ``model``: the lowering keeps the names of
+    quantizer outputs)."""
+    from onnx import TensorProto
+
+    std = to_standard_onnx(model)
+    outs = {o.name for o in std.graph.output}
+    for t in extra:
+        if t not in outs:
+            std.graph.output.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, None))
+            outs.add(t)
+    sess = _ort_session(std)
     names = [o.name for o in sess.get_outputs()]
     feed = {i.name: inputs[i.name] for i in sess.get_inputs()}
     res = sess.run(names, feed)
@@ -219,14 +296,95 @@ def random_inputs(model: ModelWrapper, seed: int = 0) -> dict[str, np.ndarray]:
     return out
 
 
-def _max_abs_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray], names: list[str]) -> float:
-    diff = 0.0
-    for n in names:
-        x = np.asarray(a[n], dtype=np.float64)
-        y = np.asarray(b[n], dtype=np.float64).reshape(x.shape)
-        if x.size:
-            diff = max(diff, float(np.max(np.abs(x - y))))
-    return diff
+def float_tolerance(ref: np.ndarray, dtype: Any = np.float32) -> float:
+    """``FLOAT_TOL_ULPS * eps(dtype) * max|ref|`` (at least the dtype's smallest normal
+    number): the float rounding two executions of the same float ops may differ by.
+    float32: eps = 2^-23 = 1.19e-7, so 1.9e-6 for a tensor of magnitude 1."""
+    info = np.finfo(np.dtype(dtype) if np.dtype(dtype).kind == "f" else np.float32)
+    mag = float(np.max(np.abs(ref))) if np.size(ref) else 0.0
+    return float(FLOAT_TOL_ULPS * info.eps * max(mag, float(info.tiny)))
+
+
+def compare_tensor(name: str, ref: np.ndarray, got: np.ndarray, kind: str) -> TensorComparison:
+    """Compares `got` with `ref` (reshaped to it) as `kind`: ``bit-exact``, ``labels``
+    (both exact) or ``tolerance`` (`float_tolerance` of `ref`). Different sizes raise
+    `GoldenError`."""
+    a = np.asarray(ref)
+    b = np.asarray(got)
+    if a.size != b.size:
+        raise GoldenError(f"tensor {name!r}: sizes differ ({a.shape} vs {b.shape})")
+    x = a.astype(np.float64)
+    y = b.astype(np.float64).reshape(x.shape)
+    diff = float(np.max(np.abs(x - y))) if x.size else 0.0
+    if kind == "tolerance":
+        tol = float_tolerance(a, a.dtype)
+        return TensorComparison(name, kind, diff, tol, bool(diff <= tol))
+    if kind not in ("bit-exact", "labels"):
+        raise ValueError(f"unknown comparison kind {kind!r}")
+    return TensorComparison(name, kind, diff, 0.0, bool(np.array_equal(x, y)))
+
+
+def output_kind(model: ModelWrapper, tensor: str, value: np.ndarray | None = None) -> str:
+    """How a tensor of `model` is compared: ``labels`` for ArgMax/TopK indices and
+    integer arrays, ``bit-exact`` for quantizer outputs and integer QONNX datatypes,
+    else ``tolerance``."""
+    prod = model.find_producer(tensor)
+    if value is not None and np.asarray(value).dtype.kind in "iub":
+        return "labels"
+    if prod is not None and prod.op_type in LABEL_OP_TYPES and \
+            (prod.op_type != "TopK" or list(prod.output).index(tensor) == 1):
+        return "labels"
+    if prod is not None and prod.op_type in QUANTIZER_OP_TYPES:
+        return "bit-exact"
+    try:
+        dt = model.get_tensor_datatype(tensor)
+    except Exception:  # no annotation
+        return "tolerance"
+    if dt is not None and dt.is_integer() and dt != DataType["FLOAT32"]:
+        return "bit-exact"
+    return "tolerance"
+
+
+def quantized_inputs_of_float_tail(model: ModelWrapper, tensor: str,
+                                   limit: int = 8) -> list[str]:
+    """The last quantizer outputs (that depend on a graph input) before `tensor`,
+    walking back through non-quantizer nodes: the integer tensors a float tail starts
+    from. At most `limit`, nearest first."""
+    inits = {i.name for i in model.graph.initializer}
+    found: list[str] = []
+    seen: set[str] = set()
+    stack = [tensor]
+    while stack and len(found) < limit:
+        t = stack.pop(0)
+        if t in seen or t in inits:
+            continue
+        seen.add(t)
+        prod = model.find_producer(t)
+        if prod is None:
+            continue
+        if prod.op_type in QUANTIZER_OP_TYPES and t != tensor:
+            if _depends_on_input(model, prod, inits):
+                found.append(t)
+            continue
+        stack.extend(i for i in prod.input if i)
+    return found
+
+
+def _depends_on_input(model: ModelWrapper, node: Any, inits: set[str]) -> bool:
+    """True when `node` reads (transitively) a graph input, not only constants."""
+    graph_inputs = {i.name for i in model.graph.input} - inits
+    stack, seen = list(node.input), set()
+    while stack:
+        t = stack.pop()
+        if not t or t in seen or t in inits:
+            continue
+        seen.add(t)
+        if t in graph_inputs:
+            return True
+        p = model.find_producer(t)
+        if p is not None:
+            stack.extend(p.input)
+    return False
 
 
 @dataclass
@@ -261,21 +419,43 @@ def _level1(ctx: _Ctx) -> LevelResult | None:
     if not isinstance(res, (tuple, list)):
         res = [res]
     ref = ctx.qonnx()
-    diff, ok = 0.0, True
+    comps = []
     for name, t in zip(ctx.outputs, res):
         a = np.asarray(ref[name], dtype=np.float64)
         b = t.detach().cpu().numpy().astype(np.float64).reshape(a.shape)
         d = float(np.max(np.abs(a - b))) if a.size else 0.0
-        diff = max(diff, d)
-        ok = ok and d <= LEVEL1_RTOL * max(1.0, float(np.max(np.abs(a))) if a.size else 1.0)
-    return LevelResult("torch-vs-qonnx", diff, ok)
+        tol = LEVEL1_RTOL * max(1.0, float(np.max(np.abs(a))) if a.size else 1.0)
+        comps.append(TensorComparison(name, "tolerance", d, tol, d <= tol,
+                                      "PyTorch vs qonnx kernels"))
+    return LevelResult.of("torch-vs-qonnx", comps, ctx.outputs)
 
 
 def _level2(ctx: _Ctx) -> LevelResult:
-    ref = ctx.qonnx()
-    got = run_onnxruntime(ctx.model, ctx.inputs)
-    d = _max_abs_diff(ref, got, ctx.outputs)
-    return LevelResult("qonnx-vs-onnxruntime", d, d == 0.0)
+    """Outputs by `output_kind`; the quantized inputs of a float or label output
+    bit-exactly too."""
+    from qonnx.core.onnx_exec import execute_onnx
+
+    plan: list[tuple[str, str]] = []
+    for name in ctx.outputs:
+        kind = output_kind(ctx.model, name)
+        plan.append((name, kind))
+        if kind in ("tolerance", "labels"):
+            plan += [(t, "bit-exact")
+                     for t in quantized_inputs_of_float_tail(ctx.model, name)]
+    extra = [t for t, _ in plan if t not in ctx.outputs]
+    if extra:
+        full = execute_onnx(_prepared(ctx.model), dict(ctx.inputs),
+                            return_full_exec_context=True)
+        ref = {t: np.asarray(full[t]) for t, _ in plan}
+    else:
+        ref = ctx.qonnx()
+    got = run_onnxruntime(ctx.model, ctx.inputs, extra=extra)
+    comps = []
+    for t, kind in plan:
+        if kind == "tolerance" and np.asarray(ref[t]).dtype.kind in "iub":
+            kind = "labels"
+        comps.append(compare_tensor(t, ref[t], got[t], kind))
+    return LevelResult.of("qonnx-vs-onnxruntime", comps, ctx.outputs)
 
 
 # name -> level function; a level returns None when it does not apply. Append to extend.

@@ -53,6 +53,8 @@ __all__ = [
     "MoveLinearPastEltwiseAddKeepForks",
     "ShapeScalarBiasQuantParams",
     "MoveTransposeToGraphEnd",
+    "is_1d",
+    "step_pre_streamline_1d",
 ]
 
 Phase = Literal["qonnx_to_finn", "tidy_up", "streamline", "convert_to_hw"]
@@ -357,6 +359,15 @@ def step_qonnx_to_finn(model: ModelWrapper) -> ModelWrapper:
         return model
     model = cleanup_model(model)
     model = model.transform(ShapeScalarBiasQuantParams())
+    if is_1d(model):
+        # PyTorch's 1-D tensors are (N, C, L); qonnx would guess NWC for the input, and
+        # FINN's conversion gives the input thresholds the input's layout
+        import qonnx.core.data_layout as data_layout
+
+        for inp in model.graph.input:
+            shape = model.get_tensor_shape(inp.name)
+            if shape is not None and len(shape) == 3:
+                model.set_tensor_layout(inp.name, data_layout.NCW)
     return model.transform(ConvertQONNXtoFINN(
         filter_function=default_filter_function_generator(max_multithreshold_bit_width=8)))
 
@@ -524,6 +535,55 @@ class MergeIdenticalTransposesBeforeFork(Transformation):
                 graph.node.remove(other)
             return model, True
         return model, False
+def is_1d(model: ModelWrapper) -> bool:
+    """True if a Conv or MaxPool works on a 3-D (N, C, L) tensor (1-D convolutions)."""
+    for n in model.graph.node:
+        if n.op_type in ("Conv", "MaxPool", "AveragePool"):
+            shape = model.get_tensor_shape(n.input[0])
+            if shape is not None and len(shape) == 3:
+                return True
+    return False
+
+
+def step_pre_streamline_1d(model: ModelWrapper) -> ModelWrapper:
+    """FINN's 1-D flow (`finn.builder.custom_step_library.conv1d.step_pre_streamline`):
+    qonnx's `Change3DTo4DTensors` makes every (N, C, L) tensor (N, C, L, 1) and 1-D
+    conv/pool attributes 2-D (kernel k x 1), then `AbsorbScalarMulAddIntoTopK`. qonnx
+    refuses graphs with other op types; they are named here."""
+    import finn.transformation.streamline.absorb as absorb
+    from qonnx.transformation.change_3d_tensors_to_4d import (
+        Change3DTo4DTensors,
+        _find_invalid_nodes,
+    )
+
+    invalid = _find_invalid_nodes(model)
+    if invalid:
+        nodes = [(_source_name(n), n.op_type) for n in model.graph.node
+                 if n.op_type in set(invalid)]
+        raise UnsupportedNodesError(
+            nodes, "in a 1-D network (FINN's Change3DTo4DTensors, which makes 1-D "
+            "convolutions 2-D, does not handle these op types)")
+    model = _apply(model, Change3DTo4DTensors(), "streamline")
+    # qonnx leaves the 3-D layouts: (N, C, L) is now (N, C, L, 1), NCHW, for the tensor
+    # annotations and the MultiThresholds' data_layout, so that FINN's conversion puts
+    # the layout Transpose in front of the input thresholds (on the host), as in 2-D
+    import qonnx.core.data_layout as data_layout
+    from qonnx.custom_op.registry import getCustomOp
+    from qonnx.transformation.infer_data_layouts import InferDataLayouts
+
+    to_4d = {"NCW": "NCHW", "NWC": "NHWC"}
+    for n in model.get_nodes_by_op_type("MultiThreshold"):
+        inst = getCustomOp(n)
+        layout = inst.get_nodeattr("data_layout")
+        layout = layout.decode() if isinstance(layout, bytes) else str(layout)
+        if layout in to_4d:
+            inst.set_nodeattr("data_layout", to_4d[layout])
+    for inp in model.graph.input:
+        shape = model.get_tensor_shape(inp.name)
+        if shape is not None and len(shape) == 4:
+            model.set_tensor_layout(inp.name, data_layout.NCHW)
+    model = model.transform(InferDataLayouts())
+    return model.transform(absorb.AbsorbScalarMulAddIntoTopK())
 
 
 def absorb_layout_transposes(model: ModelWrapper, residual: bool) -> ModelWrapper:
@@ -587,6 +647,8 @@ def step_streamline(model: ModelWrapper, residual: bool) -> ModelWrapper:
     from qonnx.transformation.infer_datatypes import InferDataTypes
     from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 
+    if is_1d(model):
+        model = step_pre_streamline_1d(model)
     model = model.transform(absorb.AbsorbScalarBiasIntoMultiThreshold())
     if residual:
         model = _resnet_streamline(model)

@@ -14,10 +14,21 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
 from nashc.dsl.errors import NashcError
+from nashc.runtime.golden import (
+    FLOAT_TOL_ULPS,
+    LevelResult,
+    TensorComparison,
+    compare_tensor,
+    output_kind,
+    random_inputs,
+    run_qonnx,
+)
 from nashc.targets import hw_layers
 from nashc.targets.lower import LoweredModel
 
-__all__ = ["execute_dataflow", "verify_dataflow"]
+__all__ = ["execute_dataflow", "verify_dataflow", "verify_level3", "LEVEL3_NAME"]
+
+LEVEL3_NAME = "finn-dataflow-vs-qonnx"
 
 
 def _where(node: Any) -> str:
@@ -84,6 +95,9 @@ def execute_dataflow(model: ModelWrapper, context: dict[str, np.ndarray]) -> Non
 
 
 _AFFINE_OPS = ("ElementwiseMul", "ElementwiseAdd", "ElementwiseSub", "Mul", "Add", "Sub")
+#: Single-input ops that may follow the last integer tensor of a hardware graph.
+_UNARY_TAIL_OPS = ("HWSoftmax", "Softmax", "Transpose", "Reshape", "Flatten", "Squeeze",
+                   "Unsqueeze", "Identity")
 
 
 def _base_op(node: Any) -> str:
@@ -94,15 +108,23 @@ def _base_op(node: Any) -> str:
 
 
 def _affine_tail(model: ModelWrapper, out: str) -> tuple[str, list[Any]]:
-    """Trailing element-wise Mul/Add/Sub-by-constant nodes ending in `out`: returns the
-    tensor before them and the nodes (in execution order)."""
+    """The trailing nodes ending in `out` that follow the last integer tensor: element-
+    wise Mul/Add/Sub by a constant and single-input float/layout ops (Softmax,
+    Transpose, ...). Returns the tensor before them and the nodes (in execution order);
+    whether they are affine is decided by executing them (`_compare_codes`)."""
     nodes: list[Any] = []
     t = out
     while True:
         p = model.find_producer(t)
-        if p is None or _base_op(p) not in _AFFINE_OPS or len(p.input) != 2:
+        if p is None:
             break
-        if model.get_initializer(p.input[1]) is None:
+        op = _base_op(p)
+        dynamic = [i for i in p.input if i and model.get_initializer(i) is None]
+        if op in _AFFINE_OPS and len(p.input) == 2 and dynamic == [p.input[0]]:
+            pass
+        elif op in _UNARY_TAIL_OPS and dynamic == [p.input[0]]:
+            pass
+        else:
             break
         nodes.insert(0, p)
         t = p.input[0]
@@ -122,6 +144,10 @@ class _Level3Run:
             raise NashcError(f"level 3: the lowered graph has {len(pin)} inputs, the "
                              f"level-2 model {len(inputs)}")
         for name, val in zip(pin, inputs.values()):
+            # FINN's 1-D flow makes (N, C, L) inputs (N, C, L, 1): same values
+            shape = parent.get_tensor_shape(name)
+            if shape is not None and int(np.prod(shape)) == np.asarray(val).size:
+                val = np.asarray(val).reshape(shape)
             self.pctx[name] = val
         sdps = parent.get_nodes_by_op_type("StreamingDataflowPartition")
         if len(sdps) != 1:
@@ -163,44 +189,100 @@ class _Level3Run:
         return np.asarray(pctx[parent.graph.output[0].name], np.float64)
 
 
-def verify_dataflow(level2_model: ModelWrapper, lowered: LoweredModel,
-                    seed: int = 0) -> tuple[float, bool]:
+def verify_level3(level2_model: ModelWrapper, lowered: LoweredModel, seed: int = 0,
+                  inputs: dict[str, np.ndarray] | None = None) -> LevelResult:
     """Level 3: FINN's parent graph (host nodes + dataflow partition executed layer by
     layer in python, nashc's layers included) vs the level-2 model (qonnx execution of
     the pre-lowering graph with nashc's custom ops) on seeded random inputs of the input
-    datatype. Returns (max |difference| of the outputs, ok).
+    datatype (or `inputs`).
 
-    ok means bit-exact on the integers. The last integer tensor q3 of the hardware graph
-    is the input of its trailing element-wise scale/bias nodes (FINN's output ``Mul``,
-    in the partition or on the host); they are an affine map f, so the level-2 output y2
-    is mapped back as ``(y2 - f(0)) / slope`` (slope ``(f(K) - f(-K)) / 2K``, K the
-    largest |q3|), which must round to q3 (well inside 1/4 of a step). Without such a tail y2 must equal the output exactly.
+    Comparisons (`LevelResult.tensors`):
+
+    - ``labels`` when the output is a class label (ArgMax/TopK indices): equal labels;
+    - ``integer codes`` (bit-exact): the last integer tensor q3 of the hardware graph is
+      the input of its trailing element-wise scale/bias nodes (FINN's output ``Mul``/
+      ``Add``, in the partition or on the host, a final layout ``Transpose`` included):
+      an affine map f with f(0) and slope ``(f(K) - f(-K)) / 2K`` (K the largest |q3|;
+      constant tensors, so the output layout does not matter). Level 2's output is
+      mapped back to codes ``(y2 - f(0)) / slope`` and level 3's the same way; both must
+      round to the same integers, which must be q3's values;
+    - ``bit-exact`` on the output when the hardware graph has no such tail;
+    - ``tolerance`` on the output itself when it is a float (`float_tolerance` of the
+      largest of |y2|, |f(0)| and |slope K|: the tail's float rounding). A tail that is
+      not affine (``Softmax`` on the host) leaves only this comparison, and says so.
     """
     hw_layers.register_hw_layers()
-    from nashc.runtime.golden import random_inputs, run_qonnx
-
-    inputs = random_inputs(level2_model, seed)
+    if inputs is None:
+        inputs = random_inputs(level2_model, seed)
+    out_name = level2_model.graph.output[0].name
     y2 = run_qonnx(level2_model, inputs)
     run = _Level3Run(lowered, inputs)
-    a = np.asarray(y2[level2_model.graph.output[0].name], np.float64)
-    if a.size != run.output.size:
-        raise NashcError(f"level 3: output sizes differ: level 2 {a.shape}, "
+    a_raw = np.asarray(y2[out_name])
+    if a_raw.size != run.output.size:
+        raise NashcError(f"level 3: output sizes differ: level 2 {a_raw.shape}, "
                          f"level 3 {run.output.shape}")
+    a = a_raw.astype(np.float64)
     b = np.asarray(run.output, np.float64).reshape(a.shape)
-    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
-    if not run.child_tail and not run.after:
-        return diff, diff == 0.0
+    kind = output_kind(level2_model, out_name, a_raw)
+    comps: list[TensorComparison] = []
+    if kind == "labels":
+        comps.append(compare_tensor(out_name, a_raw, run.output, "labels"))
+    elif not run.child_tail and not run.after:
+        comps.append(compare_tensor(out_name, a_raw, run.output, kind))
+    else:
+        codes, magnitude = _compare_codes(run, a, b)
+        if codes is not None:
+            comps.append(codes)
+        diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+        tol = FLOAT_TOL_ULPS * float(np.finfo(np.float32).eps) * max(
+            magnitude, float(np.max(np.abs(a))) if a.size else 0.0,
+            float(np.finfo(np.float32).tiny))
+        tail = ", ".join(_base_op(n) for n in run.child_tail + run.after)
+        comps.append(TensorComparison(
+            out_name, "tolerance", diff, tol, diff <= tol,
+            f"float tail: {tail}" if codes is not None else
+            f"the tail ({tail}) is not affine: integer codes not compared"))
+    return LevelResult.of(LEVEL3_NAME, comps, [out_name])
+
+
+def _compare_codes(run: _Level3Run, a: np.ndarray,
+                   b: np.ndarray) -> tuple[TensorComparison | None, float]:
+    """The ``integer codes`` comparison of `verify_level3` and the tail's magnitude
+    (max of |f(0)| and |slope K|); None when the tail is not affine."""
     q3 = np.asarray(run.q, np.float64)
-    if q3.size != a.size or np.any(q3 != np.round(q3)):
-        return diff, False
-    q3 = q3.reshape(a.shape)
+    name = run.q_name
+    if q3.size != a.size:
+        return None, 0.0
+    if np.any(q3 != np.round(q3)):
+        return TensorComparison(name, "integer codes", float("nan"), 0.0, False,
+                                "the hardware graph's last tensor before the tail is "
+                                "not integer"), 0.0
     f0 = run.tail(np.zeros(q3.shape)).reshape(a.shape)
-    # the slope from +-K (K: the largest |q3|), not from f(1) - f(0): with a bias much
-    # larger than the scale, f(1) - f(0) in float32 keeps few significant digits
+    # the slope from +-K, not from f(1) - f(0): with a bias much larger than the scale,
+    # f(1) - f(0) in float32 keeps few significant digits
     k = max(1.0, float(np.max(np.abs(q3))))
     slope = (run.tail(np.full(q3.shape, k)) - run.tail(np.full(q3.shape, -k))).reshape(
         a.shape) / (2 * k)
-    if np.any(slope == 0) or not np.allclose(f0 + slope * q3, b, rtol=1e-5, atol=1e-7):
-        return diff, False  # the tail is not affine
-    q2 = (a - f0) / slope
-    return diff, bool(np.all(np.abs(q2 - q3) < 0.25))
+    magnitude = max(float(np.max(np.abs(f0))), float(np.max(np.abs(slope))) * k) \
+        if a.size else 0.0
+    if np.any(slope == 0):
+        return None, magnitude
+    c3 = (b - f0) / slope  # level 3's codes, in the output's layout
+    r3 = np.round(c3)
+    if np.any(np.abs(c3 - r3) >= 0.25) or not np.array_equal(np.sort(r3, axis=None),
+                                                                np.sort(q3, axis=None)):
+        return None, magnitude
+    c2 = (a - f0) / slope
+    r2 = np.round(c2)
+    diff = float(np.max(np.abs(r2 - r3))) if a.size else 0.0
+    off_grid = float(np.max(np.abs(c2 - r2))) if a.size else 0.0
+    ok = diff == 0.0 and off_grid < 0.25
+    note = f"level 2's output mapped back to codes (off the integer grid by {off_grid:.2g})"
+    return TensorComparison(name, "integer codes", diff, 0.0, ok, note), magnitude
+
+
+def verify_dataflow(level2_model: ModelWrapper, lowered: LoweredModel,
+                    seed: int = 0) -> tuple[float, bool]:
+    """`verify_level3` as (max |difference| of the outputs, ok)."""
+    res = verify_level3(level2_model, lowered, seed)
+    return res.max_abs_diff, res.ok
