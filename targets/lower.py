@@ -52,6 +52,7 @@ __all__ = [
     "dangling_inputs",
     "MoveLinearPastEltwiseAddKeepForks",
     "ShapeScalarBiasQuantParams",
+    "RemoveWideningTruncShift",
     "MoveTransposeToGraphEnd",
     "is_1d",
     "step_pre_streamline_1d",
@@ -321,6 +322,45 @@ class MoveTransposeToGraphEnd(Transformation):
         return model, False
 
 
+class RemoveWideningTruncShift(Transformation):
+    """Rewrites a QONNX `Trunc` (v2) whose output grid is finer than its input's, an
+    exact left shift by s bits (out_scale = scale / 2^s, out bits = in bits + s), as the
+    same `Trunc` without a shift (out_scale = scale, out bits = in bits).
+
+    Brevitas' `TruncAvgPool2d` with `TruncTo8bit` exports such a `Trunc` when the pooled
+    sum has fewer than 8 bits (e.g. 2-bit activations, 2x2 pool: a 4-bit sum "truncated"
+    to 8 bits). FINN's `AvgPoolAndTruncv2ToQuantAvgPool` makes it a `QuantAvgPool2d`,
+    which only shifts right (its shift is clamped at 0), and keeps out_scale: the output
+    came out 2^s times too small. Without clipping (the sum is below 2^(in bits), so the
+    shifted value is below 2^(out bits)) both forms give sum x scale exactly.
+    """
+
+    def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
+        import numpy as np
+
+        changed = False
+        for n in model.graph.node:
+            if n.op_type != "Trunc" or len(n.input) != 6:
+                continue
+            consts = [model.get_initializer(t) for t in n.input[1:]]
+            if any(c is None for c in consts):
+                continue
+            scale, zero, in_bits, out_scale, out_bits = (np.asarray(c, np.float64)
+                                                         for c in consts)
+            if scale.size != 1 or out_scale.size != 1 or np.any(zero != 0):
+                continue
+            shift = float(np.log2(float(scale.flatten()[0]) / float(out_scale.flatten()[0])))
+            if shift < 0.5 or abs(shift - round(shift)) > 1e-6:
+                continue
+            if float(out_bits.flatten()[0]) != float(in_bits.flatten()[0]) + round(shift):
+                continue
+            # have: Trunc(x, s, 0, ib, s / 2^k, ib + k); want: Trunc(x, s, 0, ib, s, ib)
+            model.set_initializer(n.input[4], np.asarray(consts[0], np.float32).copy())
+            model.set_initializer(n.input[5], np.asarray(consts[2], np.float32).copy())
+            changed = True
+        return model, changed
+
+
 def _shuffle_filter(model: ModelWrapper, node) -> bool:  # type: ignore[no-untyped-def]
     """InferShuffle's filter: not the first node (FINN's `infer_shuffle_skip_first`
     default) and not a graph output (the output layout change stays on the host)."""
@@ -359,6 +399,7 @@ def step_qonnx_to_finn(model: ModelWrapper) -> ModelWrapper:
         return model
     model = cleanup_model(model)
     model = model.transform(ShapeScalarBiasQuantParams())
+    model = model.transform(RemoveWideningTruncShift())
     if is_1d(model):
         # PyTorch's 1-D tensors are (N, C, L); qonnx would guess NWC for the input, and
         # FINN's conversion gives the input thresholds the input's layout
@@ -654,8 +695,17 @@ def step_streamline(model: ModelWrapper, residual: bool) -> ModelWrapper:
         model = _resnet_streamline(model)
     model = model.transform(Streamline())
     if len(model.get_nodes_by_op_type("Conv")) > 0:
+        _check_no_padded_bipolar_conv(model)
         model = model.transform(LowerConvsToMatMul())
         model = absorb_layout_transposes(model, residual)
+    if _has_bipolar_matmul(model):
+        # thresholds on integer (bipolar dot product) inputs rounded up to integers first:
+        # the XNOR conversion adds -N (the dot product is 2 x popcount - N) in front of
+        # them, and FINN's AbsorbAddIntoMultiThreshold adds N to float32 thresholds, which
+        # moves a threshold just above an integer (2.0000002, from BatchNorm statistics)
+        # onto it (290.0): an off-by-one code in the XNOR layers
+        model = model.transform(InferDataTypes())
+        model = model.transform(RoundAndClipThresholds())
     model = model.transform(ConvertBipolarMatMulToXnorPopcount())
     model = model.transform(Streamline())
     if model.get_nodes_by_op_type("GlobalAveragePool"):
@@ -677,6 +727,38 @@ def step_streamline(model: ModelWrapper, residual: bool) -> ModelWrapper:
     model = model.transform(InferDataLayouts())
     model = model.transform(RemoveUnusedTensors())
     return model
+
+
+def _check_no_padded_bipolar_conv(model: ModelWrapper) -> None:
+    """Raises `UnsupportedNodesError` for a padded Conv on a bipolar input: PyTorch pads
+    with 0, which bipolar values (-1/+1) cannot hold; FINN's XNOR layers encode -1 as 0,
+    so the padding would become -1 (BNN-PYNQ's CNV uses unpadded convs for this)."""
+    from qonnx.core.datatype import DataType
+    from qonnx.util.basic import get_by_name
+
+    bad = []
+    for n in model.get_nodes_by_op_type("Conv"):
+        pads = get_by_name(n.attribute, "pads")
+        if pads is None or not any(pads.ints):
+            continue
+        if model.get_tensor_datatype(n.input[0]) == DataType["BIPOLAR"]:
+            bad.append((_source_name(n), n.op_type))
+    if bad:
+        raise UnsupportedNodesError(
+            bad, "pad a bipolar input: zero padding has no bipolar (-1/+1) value and FINN's "
+            "XNOR layers would pad with -1; use unpadded convolutions (pad 0) after "
+            "bipolar activations, or a non-bipolar activation before a padded one")
+
+
+def _has_bipolar_matmul(model: ModelWrapper) -> bool:
+    """True if a MatMul multiplies a bipolar tensor by bipolar weights (an XNOR layer)."""
+    from qonnx.core.datatype import DataType
+
+    bip = DataType["BIPOLAR"]
+    return any(n.op_type == "MatMul" and len(n.input) == 2 and
+               model.get_tensor_datatype(n.input[0]) == bip and
+               model.get_tensor_datatype(n.input[1]) == bip
+               for n in model.graph.node)
 
 
 def remove_cnv_to_fc_flatten(model: ModelWrapper) -> ModelWrapper:
@@ -1052,6 +1134,32 @@ def _check_supported(model: ModelWrapper, quantized: bool = True,
         raise UnsupportedNodesError(bad, "at the start/end of the graph not supported",
                                     reasons(bad), finn_log)
     return non_hw
+
+
+_COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+
+
+def _check_quantized_input(model: ModelWrapper) -> None:
+    """Raises `UnsupportedNodesError` when a float (FLOAT32, no quantizer) network input
+    feeds a conv/fc layer directly: FINN's MVAU needs integer inputs (Brevitas'
+    `QuantResNet` has no input quantizer; FINN's ResNet-50 flow sets the input datatype
+    to UINT8 by hand)."""
+    from qonnx.core.datatype import DataType
+
+    for inp in model.graph.input:
+        if model.get_initializer(inp.name) is not None:
+            continue
+        if model.get_tensor_datatype(inp.name) != DataType["FLOAT32"]:
+            continue
+        layers = [(_source_name(n), n.op_type) for n in model.find_consumers(inp.name) or []
+                  if n.op_type in _COMPUTE_OPS and n.input[0] == inp.name]
+        if layers:
+            raise UnsupportedNodesError(
+                layers, f"read the network input {inp.name!r}, a float tensor without a "
+                "quantizer: FINN's layers need integer inputs. Add an input quantizer "
+                "(Brevitas QuantIdentity) or give the input its integer datatype, e.g. "
+                f"model.set_tensor_datatype({inp.name!r}, DataType['UINT8']) for 8-bit "
+                "images, as FINN's ResNet-50 flow does")
 
 
 def step_create_dataflow_partition(model: ModelWrapper,

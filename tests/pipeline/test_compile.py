@@ -159,3 +159,41 @@ def test_address_without_ray_is_a_usage_error(tmp_path):
     assert result.exit_code == 2
     assert "--address needs --executor ray" in result.output
     assert not (tmp_path / "tiny_nashc").exists()
+
+
+def _failing_level3(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Makes level 3 report a one-code mismatch (as a wrong lowering would)."""
+    from nashc.runtime.golden import LevelResult, TensorComparison
+    from nashc.targets import verify
+
+    def failing(level2_model, lowered, seed=0, inputs=None):  # type: ignore[no-untyped-def]
+        comp = TensorComparison("MatMul_1_out0", "integer codes", 1.0, 0.0, False)
+        return LevelResult.of(verify.LEVEL3_NAME, [comp], ["global_out"])
+
+    monkeypatch.setattr(verify, "verify_level3", failing)
+
+
+@pytest.mark.parametrize("keep", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_golden_failure_fails_compile(keep, tmp_path, monkeypatch):
+    """A failed golden check is never exit 0: without --keep-failed nothing is written
+    (exit 2, the failing level and tensor named); with it the design is written and
+    marked failed (exit 1)."""
+    _failing_level3(monkeypatch)
+    src = _write(tmp_path)
+    src.write_text(src.read_text().replace("samples 4", "samples 1"))
+    out = tmp_path / "out"
+    args = ["compile", str(src), "-o", str(out)] + (["--keep-failed"] if keep else [])
+    result = CliRunner().invoke(cli, args)
+    assert "Traceback" not in result.output
+    assert "finn-dataflow-vs-qonnx (integer codes): MatMul_1_out0" in result.output or keep
+    if keep:
+        assert result.exit_code == 1, result.output
+        report = json.loads((out / "report.json").read_text())
+        assert report["golden"]["ok"] is False
+        assert (out / "design" / "dataflow.onnx").is_file()
+        assert any("golden check FAILED" in n for n in report["notes"])
+    else:
+        assert result.exit_code == 2, result.output
+        assert "golden check failed" in result.output and "--keep-failed" in result.output
+        assert not out.exists()
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
