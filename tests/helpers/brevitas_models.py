@@ -64,8 +64,12 @@ def small_resnet(planes: tuple[int, ...] = (8, 16), blocks: tuple[int, ...] = (1
     `input_quant` an 8-bit input quantizer comes first (the original has none)."""
     import brevitas.nn as qnn
     import torch
-    from brevitas.quant import Int8WeightPerChannelFloat, Int8WeightPerTensorFloat, Int32Bias
-    from brevitas.quant import TruncTo8bit
+    from brevitas.quant import (
+        Int8WeightPerChannelFloat,
+        Int8WeightPerTensorFloat,
+        Int32Bias,
+        TruncTo8bit,
+    )
     from brevitas_examples.bnn_pynq.models.resnet import QuantBasicBlock, make_quant_conv2d
     from torch import nn
 
