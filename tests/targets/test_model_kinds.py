@@ -449,10 +449,21 @@ def test_bipolar_thresholds_next_to_an_integer_stay_exact(tmp_path):
     """BatchNorm statistics put XNOR thresholds just above integers (2.0000002); FINN's
     AbsorbAddIntoMultiThreshold then adds N in float32 and lands on the integer (290.0),
     an off-by-one code. Thresholds are rounded up to integers before the XNOR
-    conversion. (With input seed 1 this network's level-2 model is itself at a tie: a
-    BatchNorm output within float rounding of 0 before a sign; not compared here.)"""
+    conversion. With input seed 1 this network's level-2 model is itself at a tie (a
+    BatchNorm output within float rounding of 0 before a sign, the batch mean equal to
+    the value): level 3 says so and compares on another input."""
+    from nashc.targets.verify import level2_ties
+
     path = _nash_model(BNN_MNIST, tmp_path, seed=1)
-    _verified(path, seeds=(0,))
+    lowered, _ = _verified(path, seeds=(0,))
+    model = load_model(path)
+    from nashc.runtime.golden import random_inputs
+
+    ties = level2_ties(model, random_inputs(model, 1))
+    assert ties and all(t.startswith("BipolarQuant") for t in ties)
+    res = verify_level3(model, lowered, 1)
+    assert res.ok and "level 2 at a tie" in res.tensors[0].note
+    assert f"compared on input seed {1 + 7919}" in res.tensors[0].note
 
 
 def test_padded_bipolar_convolutions_are_refused_by_name(tmp_path):
