@@ -1136,30 +1136,6 @@ def _check_supported(model: ModelWrapper, quantized: bool = True,
     return non_hw
 
 
-_COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
-
-
-def _check_quantized_input(model: ModelWrapper) -> None:
-    """Raises `UnsupportedNodesError` when a float (FLOAT32, no quantizer) network input
-    feeds a conv/fc layer directly: FINN's MVAU needs integer inputs (Brevitas'
-    `QuantResNet` has no input quantizer; FINN's ResNet-50 flow sets the input datatype
-    to UINT8 by hand)."""
-    from qonnx.core.datatype import DataType
-
-    for inp in model.graph.input:
-        if model.get_initializer(inp.name) is not None:
-            continue
-        if model.get_tensor_datatype(inp.name) != DataType["FLOAT32"]:
-            continue
-        layers = [(_source_name(n), n.op_type) for n in model.find_consumers(inp.name) or []
-                  if n.op_type in _COMPUTE_OPS and n.input[0] == inp.name]
-        if layers:
-            raise UnsupportedNodesError(
-                layers, f"read the network input {inp.name!r}, a float tensor without a "
-                "quantizer: FINN's layers need integer inputs. Add an input quantizer "
-                "(Brevitas QuantIdentity) or give the input its integer datatype, e.g. "
-                f"model.set_tensor_datatype({inp.name!r}, DataType['UINT8']) for 8-bit "
-                "images, as FINN's ResNet-50 flow does")
 
 
 def step_create_dataflow_partition(model: ModelWrapper,
