@@ -1136,8 +1136,6 @@ def _check_supported(model: ModelWrapper, quantized: bool = True,
     return non_hw
 
 
-
-
 def step_create_dataflow_partition(model: ModelWrapper,
                                    partition_dir: Path) -> tuple[ModelWrapper, ModelWrapper]:
     """FINN's `step_create_dataflow_partition`; returns (parent, dataflow child)."""
