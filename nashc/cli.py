@@ -139,36 +139,37 @@ def check(file: Path) -> None:
 @click.option("--keep-failed", is_flag=True,
               help="Write the design even if its golden check fails (the exit code is "
               "still 1).")
+@click.option("--quiet", "-q", is_flag=True,
+              help="No progress display (the summary and errors are still printed).")
 @user_errors
 def compile(file: Path, target: str | None, output: Path | None, seed: int | None,
             jobs: int | None, search_seconds: float | None, executor: str,
-            address: str | None, force: bool, keep_failed: bool) -> None:
+            address: str | None, force: bool, keep_failed: bool,
+            quiet: bool) -> None:
     """Search, lower through FINN, verify and report the designs for a .nash FILE."""
     from rich.console import Console
 
     from nashc.pipeline import CompileOptions, compile_file
+    from nashc.progress import CompileProgress, PlainProgress, RichProgress
 
     _quiet_libraries()
-    console = Console(stderr=True)
+    console = Console(stderr=True, log_path=False)
     if address is not None and executor != "ray":
         raise click.UsageError("--address needs --executor ray")
+    hooks: CompileProgress
+    if quiet:
+        hooks = CompileProgress()
+    elif console.is_terminal:
+        hooks = RichProgress(console)
+    else:
+        hooks = PlainProgress(sys.stderr)
     opts = CompileOptions(target=target, output=output, seed=seed, jobs=jobs,
                           search_seconds=search_seconds, executor=executor, address=address,
                           force=force, keep_failed=keep_failed)
-    last = [0.0]
-    with console.status("nashc compile", spinner="dots") as status:
-
-        def progress(msg: str) -> None:
-            import time
-
-            # a log line per step and, at most every 20 s, on progress (for logs and CI)
-            now = time.monotonic()
-            if msg.startswith("step ") or now - last[0] > 20:
-                console.log(msg)
-                last[0] = now
-            status.update(f"nashc compile: {msg}")
-
-        out, report = compile_file(file, opts, progress=progress)
+    try:
+        out, report = compile_file(file, opts, progress=hooks)
+    finally:
+        hooks.close()
     _print_compile_summary(out, report)
     if not (report.get("golden") or {}).get("ok", True):
         click.echo(f"error: the golden check failed; {out}/ written because of --keep-failed",
@@ -413,6 +414,22 @@ def verify(model: Path, json_out: Path | None, target: str, no_finn: bool, rtl: 
                 result.levels.append(LevelResult(
                     "rtl-vs-finn-python", max(c.max_abs_diff for c in rtl_checks),
                     all(c.ok for c in rtl_checks)))
+    from nashc.report import golden_rows
+
+    console = Console()
+    table = Table(title=f"nashc verify {model.name} (golden model: onnxruntime, seed {seed})")
+    for col in ("level", "compared", "max |diff|", "tolerance", "result"):
+        table.add_column(col, justify="right" if col == "max |diff|" else "left")
+    for name, compared, max_diff, tol, res in golden_rows(result.to_json()):
+        table.add_row(name, compared, max_diff, tol,
+                      "[green]ok[/]" if res == "ok" else f"[red]{res}[/]")
+        if "-" in (compared, tol):
+            table.caption = "-: not recorded by this level"
+    console.print(table)
+    if rtl_checks:
+                result.levels.append(LevelResult(
+                    "rtl-vs-finn-python", max(c.max_abs_diff for c in rtl_checks),
+                    all(c.ok for c in rtl_checks)))
     console = Console()
     for lv in result.levels:
         table = Table(title=f"level: {lv.name}")
@@ -643,17 +660,43 @@ def _print_compile_summary(out: Path, report: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console(width=max(Console().width, 120))
+    from nashc.report import RESOURCES, baselines, budget_percent
+
     table = Table(title=f"Pareto front ({report['target']}, {report['clock_mhz']:g} MHz)")
     for col in ("#", "score", "accuracy", "fps", "latency ms", "LUT", "BRAM18", "URAM", "DSP",
-                "conv/shift/adder"):
+                "budget", "conv/shift/adder"):
         table.add_column(col, justify="right")
+
+    def most_used(res: dict[str, Any]) -> str:
+        """The scarcest resource's share of the budget, e.g. `24% LUT`."""
+        pct = {k: v for k, v in budget_percent(res, report["budget"]).items() if v is not None}
+        if not pct:
+            return "-"
+        key = max(pct, key=lambda k: pct[k])
+        return f"{pct[key]:.0f}% {dict(RESOURCES)[key]}"
+
+    def res_cells(res: dict[str, Any]) -> list[str]:
+        return [f"{res.get(k, 0):,.0f}" for k, _ in RESOURCES]
+
     for i, p in enumerate(report["pareto"]):
         r, o = p["resources"], p["ops"]
         acc = "-" if p["accuracy"] is None else f"{100 * p['accuracy']:.2f}%"
         table.add_row(f"{i}{' *' if i == report['chosen'] else ''}", f"{p['score']:.3f}", acc,
-                      f"{p['fps']:,.0f}", f"{p['latency_ms']:.4f}", f"{r['lut']:,.0f}",
-                      f"{r['bram18']:,.0f}", f"{r['uram']:,.0f}", f"{r['dsp']:,.0f}",
-                      f"{o['conv']}/{o['shift']}/{o['adder']}")
+                      f"{p['fps']:,.0f}", f"{p['latency_ms']:.4f}", *res_cells(r),
+                      most_used(r), f"{o['conv']}/{o['shift']}/{o['adder']}")
+    bases = baselines(report) if report.get("chosen") is not None else []
+    if bases:
+        table.add_section()
+        for b in bases:
+            lat = b.get("latency_ms")
+            table.add_row(str(b["label"]).split()[-1], "", "", f"{b['fps']:,.0f}",
+                          "-" if lat is None else f"{lat:.4f}",
+                          *res_cells(b.get("resources") or {}),
+                          most_used(b.get("resources") or {}), "")
+        table.caption = (", ".join(f"{str(b['label']).split()[-1]}: {b['label']}"
+                                   for b in bases)
+                         + f", folding the architecture of {report['chosen']} * in the same "
+                         "budget")
     console.print(table)
     s = report["search"]
     console.print(f"search: {s['strategy']}, {s['candidates_evaluated']} candidates scored, "

@@ -52,6 +52,7 @@ from nashc.candidate import (
 )
 from nashc.dsl.ast import Program
 from nashc.dsl.errors import NashcError
+from nashc.progress import CallbackProgress, CompileProgress, planned_candidates
 from nashc.targets.boards import RESOURCE_KEYS, report_keys
 
 __all__ = ["CompileOptions", "CompileState", "STEPS", "compile_file"]
@@ -103,7 +104,7 @@ class CompileState:
     search_seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    progress: Callable[[str], Any] | None = None
+    progress: CompileProgress = field(default_factory=CompileProgress)  # display hooks
     source: NetworkSource | None = None  # set by step_parse (`network_source`)
     executor: Any = None  # nashc.executor.LocalExecutor / RayExecutor, made by the search
 
@@ -199,23 +200,26 @@ def step_search(state: CompileState) -> None:
     executor = _executor(state) if len(choices) else None
     evaluator = CoarseEvaluator(partial(evaluate_candidate, source, seed=state.seed,
                                         hardware=_hardware(state)), 1, executor)
-    jobs = evaluator.executor.workers
 
     def evaluate_many(batch: list[Choice]) -> list[Evaluation]:
         cands = evaluator(batch)
         state.candidates.extend(cands)
-        if state.progress and cands:
-            best = max(state.candidates, key=lambda c: c.score)
-            where = "" if evaluator.executor.name == "local" else f" on {evaluator.executor.name}"
-            state.progress(f"{len(state.candidates)} candidates scored ({jobs} worker"
-                           f"{'s' if jobs > 1 else ''}{where}); best score {best.score:.3f}")
+        if cands:
+            best = max(state.candidates, key=lambda c: (c.score, c.coarse_fps))
+            state.progress.search_advanced(len(state.candidates),
+                                           {"score": best.score, "fps": best.coarse_fps})
         return [Evaluation(c.score, c.coarse_fps, c.coarse_feasible) for c in cands]
 
+    strategy = search.strategy if search is not None else "evolution"
+    planned = 1 if not choices else planned_candidates(
+        strategy, program.space_size, samples=search.samples if search else 500,
+        population=search.population if search else 64,
+        generations=search.generations if search else 20)
+    state.progress.search_started(planned, state.opts.search_seconds)
     try:
         if not choices:
             evaluate_many([{}])
         else:
-            strategy = search.strategy if search is not None else "evolution"
             if strategy == "exhaustive":
                 logv = exhaustive(choices, evaluate_many=evaluate_many, deadline=deadline)
             elif strategy == "random":
@@ -230,6 +234,7 @@ def step_search(state: CompileState) -> None:
             state.interrupted = logv.stopped_early
             state.stop_reason = logv.stop_reason
     finally:
+        state.progress.search_finished(len(state.candidates), state.stop_reason)
         evaluator.close()
     state.search_seconds = time.perf_counter() - t0
     if not state.candidates:
@@ -397,18 +402,18 @@ def step_accelerator_search(state: CompileState) -> None:
     the run's executor (each survivor is independent)."""
     finalists = _survivors(state)
     executor = _executor(state)
-    if state.progress:
-        state.progress(f"FINN lowering + folding search of {len(finalists)} survivors "
-                       f"({executor.workers} worker{'s' if executor.workers > 1 else ''})")
+    state.progress.stage_started("FINN lowering + folding", len(finalists))
     results = executor.map(partial(_fine_eval, _fine_context(state)),
                            [c.choice for c in finalists])
     for i, (cand, res) in enumerate(zip(finalists, results, strict=True)):
+        state.progress.stage_candidate(i, len(finalists), f"score {cand.score:.3f}")
         if res.error is not None:
             # one architecture FINN cannot take must not sink the others: say which
             cand.error = res.error
             state.notes.append(f"candidate {cand.arch} was not lowered: {res.error}")
         else:
             _apply_fine(state, cand, i, res)
+    state.progress.stage_finished()
     state.finalists = finalists
     if all(c.error for c in finalists):
         raise NashcError("no surviving candidate could be lowered through FINN:\n"
@@ -437,9 +442,15 @@ def step_train(state: CompileState) -> None:
         return
     source = state.network
     todo = [(i, c) for i, c in enumerate(state.finalists) if c.error is None]
+    from nashc.imported import LoadedNetwork
+
+    state.progress.stage_started("measuring accuracy" if isinstance(source, LoadedNetwork)
+                                 else "training + FINN lowering", len(todo))
     for n, (i, cand) in enumerate(todo):
+        state.progress.stage_candidate(n, len(todo), f"score {cand.score:.3f}")
         acc, trained = source.accuracy(cand.choice, state.seed, data,
-                                       label=f"{n + 1}/{len(todo)}", progress=state.progress)
+                                       label=f"{n + 1}/{len(todo)}",
+                                       progress=state.progress.stage_step)
         cand.accuracy = acc
         if trained is None:
             continue
@@ -450,6 +461,7 @@ def step_train(state: CompileState) -> None:
             cand.error = str(err)
             cand.feasible = False
             state.notes.append(f"candidate {cand.arch} was not lowered after training: {err}")
+    state.progress.stage_finished()
     state.notes.extend(source.accuracy_notes(data, len(todo), state.seed))
 
 
@@ -579,6 +591,20 @@ def step_verify(state: CompileState) -> None:
         "written (--keep-failed writes the design anyway)")
 
 
+def _layers(state: CompileState, cand: Candidate) -> list[dict[str, Any]]:
+    """The candidate's per-layer table (`nashc.layer_table.layer_rows`)."""
+    from nashc.imported import LoadedNetwork
+    from nashc.layer_table import layer_rows
+
+    source = state.network
+    if isinstance(source, LoadedNetwork):
+        return layer_rows(state.program, cand.choice, cand.dataflow,
+                          graph_model=source.candidate(cand.choice))
+    return layer_rows(state.program, cand.choice, cand.dataflow,
+                      module=cand.module if cand.module is not None
+                      else source.build(cand.choice, state.seed))
+
+
 def step_report(state: CompileState) -> None:
     from nashc.report import CompileResult, ParetoPoint, write_json, write_markdown, write_plot
     from nashc.targets.estimate import estimate, write_reports
@@ -590,7 +616,10 @@ def step_report(state: CompileState) -> None:
     points = [ParetoPoint(arch=c.arch, score=c.score, accuracy=c.accuracy, fps=c.fps or 0.0,
                           latency_ms=c.latency_ms or 0.0,
                           resources=report_keys(c.resources) if c.resources else {},
-                          ops=c.ops, coarse_fps=c.coarse_fps) for c in state.pareto]
+                          ops=c.ops, coarse_fps=c.coarse_fps, layers=_layers(state, c))
+              for c in state.pareto]
+    lowered = {id(c) for c in state.finalists}
+    dev = state.board.resources
     budget = report_keys(state.budget)
     search = program.file.search
     hw = program.file.hardware
@@ -615,6 +644,11 @@ def step_report(state: CompileState) -> None:
         steps=state.timings, notes=state.notes,
         requirements={"fps_min": hw.fps_min if hw else None,
                       "latency_max_ms": hw.latency_max_ms if hw else None},
+        device={"lut": dev.lut, "bram18": dev.bram18, "uram": dev.uram, "dsp": dev.dsp},
+        coarse={"score": [round(c.score, 6) for c in state.candidates],
+                "fps_bound": [c.coarse_fps for c in state.candidates],
+                "feasible": [c.coarse_feasible for c in state.candidates],
+                "lowered": [id(c) in lowered for c in state.candidates]},
     )
     chosen = state.pareto[state.chosen]
     design = out / "design"
@@ -636,10 +670,9 @@ def step_report(state: CompileState) -> None:
             "(simulated against their python execution by `nashc verify --rtl`); FINN's IP "
             "stitching and synthesis of the design need Vivado")
     write_json(result, out / "report.json")
-    write_markdown(result, out / "report.md")
-    write_plot(points, [(c.score, c.coarse_fps) for c in state.candidates], state.chosen,
-               out / "pareto.png", budget_lut=budget["lut"] if math.isfinite(budget["lut"])
-               else None)
+    report = json.loads((out / "report.json").read_text())  # md and plot: from the JSON
+    write_markdown(report, out / "report.md")
+    write_plot(report, out / "pareto.png")
 
 
 STEPS: list[tuple[str, Callable[[CompileState], None]]] = [
@@ -655,9 +688,12 @@ STEPS: list[tuple[str, Callable[[CompileState], None]]] = [
 
 
 def compile_file(path: Path, opts: CompileOptions,
-                 progress: Callable[[str], Any] | None = None) -> tuple[Path, dict[str, Any]]:
+                 progress: CompileProgress | Callable[[str], Any] | None = None
+                 ) -> tuple[Path, dict[str, Any]]:
     """Runs the pipeline; returns the output directory and the report.
 
+    `progress` receives the pipeline's progress (`nashc.progress.CompileProgress`; a
+    plain callable gets each event as a line of text; None: nothing is shown).
     The output directory (`opts.output`, default `<file stem>_nashc`) is written with
     `nashc.targets.outdir.atomic_output_dir`: an existing directory nashc did not write
     is refused unless `opts.force`, and nothing is left behind on an error or SIGTERM."""
@@ -668,11 +704,12 @@ def compile_file(path: Path, opts: CompileOptions,
         raise NashcError(f"{path}: no such file")
     out = (opts.output or Path(f"{path.stem}_nashc")).absolute()
     with atomic_output_dir(out, force=opts.force, command="compile") as tmp:
-        state = CompileState(path=path, opts=opts, workdir=tmp, progress=progress)
+        hooks = (progress if isinstance(progress, CompileProgress) else
+                 CallbackProgress(progress) if progress is not None else CompileProgress())
+        state = CompileState(path=path, opts=opts, workdir=tmp, progress=hooks)
         try:
             for name, fn in STEPS:
-                if progress:
-                    progress(f"step {name}")
+                hooks.step(name)
                 t0 = time.perf_counter()
                 try:
                     fn(state)

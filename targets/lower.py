@@ -1187,7 +1187,8 @@ def _check_specialized(model: ModelWrapper) -> None:
 def lower_to_hw(model: ModelWrapper, board: Board, clock_mhz: float,
                 extra_steps: Sequence[ExtraStep | Transformation] = (), *,
                 insert_topk: bool = False, workdir: str | Path | None = None,
-                save_steps: bool = False) -> LoweredModel:
+                save_steps: bool = False,
+                on_step: Callable[[str], None] | None = None) -> LoweredModel:
     """Lowers a QONNX/FINN-ONNX model to FINN hardware layers for `board`.
 
     Steps: QONNX->FINN, tidy-up, (TopK if `insert_topk`), streamline, extra steps,
@@ -1196,7 +1197,7 @@ def lower_to_hw(model: ModelWrapper, board: Board, clock_mhz: float,
     Raises `UnsupportedNodesError` (a `NashcError`) naming each node (name, op type)
     that is not a hardware layer. FINN writes only inside `workdir` (a temporary
     directory when None); with `save_steps` the model after each step is saved there
-    as `<i>_<step>.onnx`.
+    as `<i>_<step>.onnx`. `on_step(name)` is called as each step starts (progress).
     """
     from nashc.targets.hw_layers import register_hw_layers  # FINN's layer classes: heavy
 
@@ -1219,19 +1220,23 @@ def lower_to_hw(model: ModelWrapper, board: Board, clock_mhz: float,
     work = Path(workdir)
     try:
         with finn_workspace(work):
-            return _lower(model, board, clock_mhz, extras, insert_topk, work, save_steps)
+            return _lower(model, board, clock_mhz, extras, insert_topk, work, save_steps,
+                          on_step)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _lower(model: ModelWrapper, board: Board, clock_mhz: float, extras: list[ExtraStep],
-           insert_topk: bool, work: Path, save_steps: bool) -> LoweredModel:
+           insert_topk: bool, work: Path, save_steps: bool,
+           on_step: Callable[[str], None] | None = None) -> LoweredModel:
     timings: dict[str, float] = {}
     counter = [0]
 
     def run(name: str, fn: Callable[[ModelWrapper], ModelWrapper],
             m: ModelWrapper) -> ModelWrapper:
+        if on_step is not None:
+            on_step(name)
         t0 = time.perf_counter()
         try:
             m = fn(m)
@@ -1275,6 +1280,8 @@ def _lower(model: ModelWrapper, board: Board, clock_mhz: float, extras: list[Ext
                 if extra.after == phase:
                     model = run(extra.name, extra.run, model)
         host_nodes = _check_supported(model, quantized, finn_log)
+        if on_step is not None:
+            on_step("create_dataflow_partition")
         parent, child = step_create_dataflow_partition(model, work / "partitions")
         child.__class__ = _NamedModel  # SpecializeLayers replaces every node: keep names
         child = run("specialize_layers", lambda m: step_specialize_layers(m, board.part),

@@ -4,6 +4,7 @@ baseline, reproducibility, and clean failure on bad input."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -23,13 +24,18 @@ def _write(tmp_path: Path, lut: str = "1%") -> Path:
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory) -> tuple[Path, dict]:
+def compiled_run(tmp_path_factory) -> tuple[Path, dict, str]:
     tmp = tmp_path_factory.mktemp("compile")
     src = _write(tmp)
     out = tmp / "out"
     result = CliRunner().invoke(cli, ["compile", str(src), "-o", str(out)])
     assert result.exit_code == 0, result.output
-    return out, json.loads((out / "report.json").read_text())
+    return out, json.loads((out / "report.json").read_text()), result.output
+
+
+@pytest.fixture(scope="module")
+def compiled(compiled_run) -> tuple[Path, dict]:
+    return compiled_run[0], compiled_run[1]
 
 
 def test_report_schema_and_files(compiled):
@@ -78,8 +84,11 @@ def test_same_seed_same_report(compiled, tmp_path):
     _, first = compiled
     src = _write(tmp_path)
     out = tmp_path / "again"
-    result = CliRunner().invoke(cli, ["compile", str(src), "-o", str(out), "--seed", "0"])
+    result = CliRunner().invoke(cli, ["compile", str(src), "-o", str(out), "--seed", "0",
+                                      "--quiet"])
     assert result.exit_code == 0, result.output
+    assert "step " not in result.output and "candidates," not in result.output  # --quiet
+    assert "Pareto front" in result.output  # the summary stays
     second = json.loads((out / "report.json").read_text())
     a, b = strip_timings(first), strip_timings(second)
     a.pop("source"), b.pop("source")
@@ -197,3 +206,58 @@ def test_golden_failure_fails_compile(keep, tmp_path, monkeypatch):
         assert "golden check failed" in result.output and "--keep-failed" in result.output
         assert not out.exists()
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_plot_draws_report_json(compiled):
+    """pareto.png's figure, drawn from report.json, plots exactly its figures."""
+    import matplotlib.pyplot as plt
+    from helpers.plots import check_figure
+
+    from nashc.report import pareto_figure
+
+    out, report = compiled
+    assert len(report["coarse"]["score"]) == report["search"]["candidates_evaluated"]
+    assert sum(report["coarse"]["lowered"]) == report["search"]["finn_evaluated"]
+    fig = pareto_figure(report)
+    try:
+        check_figure(report, fig)
+    finally:
+        plt.close(fig)
+
+
+def test_layer_table_matches_the_folded_dataflow(compiled):
+    """The per-layer table names the user's layers and carries FINN's PE/SIMD/memory
+    attributes of the written dataflow graph."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+
+    out, report = compiled
+    point = report["pareto"][report["chosen"]]
+    rows = point["layers"]
+    assert [r["layer"] for r in rows] == ["fc0", "head"]
+    assert [r["width"] for r in rows] == [16, 10]
+    assert rows[0]["wbits"] == point["arch"]["fc0.wbits"]
+    assert rows[0]["abits"] == point["arch"]["fc0.abits"] and rows[1]["abits"] is None
+    assert rows[1]["wbits"] == 8
+    dataflow = ModelWrapper(str(out / "design" / "dataflow.onnx"))
+    for row in rows:
+        node = dataflow.get_node_from_name(row["finn_node"])
+        inst = getCustomOp(node)
+        assert inst.get_nodeattr("MH") == row["width"]
+        assert (row["pe"], row["simd"]) == (inst.get_nodeattr("PE"), inst.get_nodeattr("SIMD"))
+        assert row["mem_mode"] == inst.get_nodeattr("mem_mode")
+    md = (out / "report.md").read_text()
+    assert f"| fc0 | fc | 16 | {rows[0]['wbits']} | {rows[0]['abits']} | - | {rows[0]['pe']} |" in md
+
+
+def test_progress_lines_without_source_locations(compiled_run):
+    """Not a terminal (CliRunner): plain timestamped lines, no `cli.py:NN` tags."""
+    _, report, output = compiled_run
+    lines = output.splitlines()
+    steps = [ln.split("] ", 1)[1] for ln in lines if re.match(r"\[\d\d:\d\d:\d\d\] step ", ln)]
+    assert steps == ["step parse", "step search", "step accelerator_search", "step train",
+                     "step pareto", "step baseline", "step verify", "step report"]
+    assert any(re.search(r"search: 4/4 candidates, [\d.]+/s", ln) for ln in lines)
+    n = report["search"]["finn_evaluated"]
+    assert any(f"FINN lowering + folding: candidate {n}/{n}" in ln for ln in lines)
+    assert not re.search(r"\w+\.py:\d+", output)

@@ -124,6 +124,15 @@ def test_compile_the_import_example(tmp_path):
     narrowed = {layer for rec in widths for layer in rec["layers"]}
     assert narrowed == {k.split(".")[0] for k, v in chosen["arch"].items()
                         if k.endswith(".width") and v < 1}
+    # the per-layer table names the graph's layers with their chosen widths and bits,
+    # and every layer found its FINN node
+    rows = {r["layer"]: r for r in chosen["layers"]}
+    for key, value in chosen["arch"].items():
+        layer, dim = key.split(".")
+        if dim in ("wbits", "abits"):
+            assert rows[layer][dim] == value, (key, rows[layer])
+    assert all(r["finn_node"] and r["pe"] and r["simd"] for r in chosen["layers"])
+    assert rows["fc0"]["width"] == round(64 * chosen["arch"].get("fc0.width", 1.0))
 
 
 @pytest.mark.finn

@@ -237,11 +237,40 @@ def test_examples_resnet8_cifar_would_skip_training() -> None:
 @pytest.mark.finn
 def test_compile_with_train_section_reports_measured_accuracy(tmp_path: Path) -> None:
     from nashc.pipeline import CompileOptions, compile_file
+    from nashc.progress import CompileProgress
 
+    class Recorder(CompileProgress):
+        def __init__(self) -> None:
+            self.events: list[tuple] = []
+
+        def __getattribute__(self, name: str):  # every hook call is recorded
+            attr = object.__getattribute__(self, name)
+            if name.startswith(("step", "search_", "stage_", "message")):
+                events = object.__getattribute__(self, "events")
+                return lambda *a: events.append((name, *a))
+            return attr
+
+    rec = Recorder()
     src = _write(tmp_path, tiny_fc(train=True), "tiny.nash")
     out, report = compile_file(src, CompileOptions(output=tmp_path / "out", jobs=1,
-                                                   survivors=3, progress=False))
+                                                   survivors=3), progress=rec)
     assert report["pareto"]
+    # the pipeline's progress hooks: steps in order, the search's count, each FINN stage
+    # with its candidates and lowering steps, training epochs
+    ev = rec.events
+    assert [e[1] for e in ev if e[0] == "step"] == [
+        "parse", "search", "accelerator_search", "train", "pareto", "baseline", "verify",
+        "report"]
+    assert ("search_started", 4, None) in ev
+    assert [e for e in ev if e[0] == "search_finished"] == [("search_finished", 4, None)]
+    assert [e[1] for e in ev if e[0] == "search_advanced"][-1] == 4
+    assert [e[1:] for e in ev if e[0] == "stage_started"] == [
+        ("FINN lowering + folding", 3), ("training + FINN lowering", 3)]
+    first = ev.index(("stage_started", "FINN lowering + folding", 3))
+    steps = [e[1] for e in ev[first:] if e[0] == "stage_step"]
+    assert steps[:3] == ["qonnx_to_finn", "tidy_up", "streamline"] and "convert_to_hw" in steps
+    assert "folding search" in steps and "epoch 1/1" in " ".join(steps)
+    assert [e[1] for e in ev if e[0] == "stage_candidate"] == [0, 1, 2, 0, 1, 2]
     for point in report["pareto"]:
         assert isinstance(point["accuracy"], float) and 0.3 < point["accuracy"] <= 1.0
     assert any(n.startswith("accuracy: validation accuracy measured after training 3 "
