@@ -296,18 +296,24 @@ def _fine_context(state: CompileState) -> FineContext:
 
 
 def _lower_candidate(ctx: FineContext, choice: Choice, workdir: Path,
-                     module: Any = None) -> FineResult:
+                     module: Any = None,
+                     on_step: Callable[[str], None] | None = None) -> FineResult:
     """Exports the candidate (`module`: a trained module; default: the source's own
     export) to QONNX in `workdir`, lowers it through FINN and folds it inside the budget.
-    Raises NashcError where FINN cannot take it."""
+    `on_step` is told each lowering step's name, then "folding search" (progress display;
+    only where the call runs in the compiling process). Raises NashcError where FINN
+    cannot take it."""
     from nashc.targets.estimate import estimate
     from nashc.targets.lower import lower_to_hw
 
     workdir.mkdir(parents=True, exist_ok=True)
     model = ctx.source.export(choice, ctx.seed, workdir / "qonnx.onnx", trained=module)
     extra = _hybrid_steps()
-    lowered = lower_to_hw(model, ctx.board, ctx.clock_mhz, extra, workdir=workdir / "_finn")
+    lowered = lower_to_hw(model, ctx.board, ctx.clock_mhz, extra, workdir=workdir / "_finn",
+                          on_step=on_step)
     shutil.rmtree(workdir / "_finn", ignore_errors=True)
+    if on_step is not None:
+        on_step("folding search")
     search = _folding_for(ctx.budget, ctx.board, ctx.clock_mhz, ctx.accelerator,
                           ctx.latency_max_ms)
     dataflow = lowered.dataflow.transform(search)
@@ -321,14 +327,15 @@ def _lower_candidate(ctx: FineContext, choice: Choice, workdir: Path,
         feasible=bool(search.result is not None and search.result.feasible))
 
 
-def _fine_eval(ctx: FineContext, choice: Choice) -> FineResult:
+def _fine_eval(ctx: FineContext, choice: Choice,
+               on_step: Callable[[str], None] | None = None) -> FineResult:
     """`_lower_candidate` in a temporary directory, with FINN's refusal as a result (an
     executor's function: the caller saves the models where they belong)."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="nashc_fine_") as tmp:
         try:
-            return _lower_candidate(ctx, choice, Path(tmp))
+            return _lower_candidate(ctx, choice, Path(tmp), on_step=on_step)
         except NashcError as err:
             return FineResult(error=str(err))
 
@@ -356,7 +363,8 @@ def _finn_stage(state: CompileState, cand: Candidate, idx: int, module: Any = No
     export) to QONNX, lowers it through FINN and folds it inside the budget, in this
     process."""
     steps_dir = state.workdir / "steps" / f"candidate_{idx:02d}"
-    res = _lower_candidate(_fine_context(state), cand.choice, steps_dir, module)
+    res = _lower_candidate(_fine_context(state), cand.choice, steps_dir, module,
+                           on_step=state.progress.stage_step)
     _apply_fine(state, cand, idx, res)
 
 
@@ -400,13 +408,25 @@ def _hybrid_steps() -> list[Any]:
 def step_accelerator_search(state: CompileState) -> None:
     """The fine stage: every survivor lowered through FINN and folded, in parallel through
     the run's executor (each survivor is independent)."""
+    from nashc.executor import LocalExecutor
+
     finalists = _survivors(state)
     executor = _executor(state)
+    ctx = _fine_context(state)
     state.progress.stage_started("FINN lowering + folding", len(finalists))
-    results = executor.map(partial(_fine_eval, _fine_context(state)),
-                           [c.choice for c in finalists])
+    in_process = isinstance(executor, LocalExecutor) and executor.workers <= 1
+    if in_process:
+        # one at a time here, so the display follows each survivor's lowering steps
+        results = []
+        for i, cand in enumerate(finalists):
+            state.progress.stage_candidate(i, len(finalists), f"score {cand.score:.3f}")
+            results.append(_fine_eval(ctx, cand.choice, on_step=state.progress.stage_step))
+    else:
+        # in parallel: the display advances as results come back, without their steps
+        results = executor.map(partial(_fine_eval, ctx), [c.choice for c in finalists])
     for i, (cand, res) in enumerate(zip(finalists, results, strict=True)):
-        state.progress.stage_candidate(i, len(finalists), f"score {cand.score:.3f}")
+        if not in_process:
+            state.progress.stage_candidate(i, len(finalists), f"score {cand.score:.3f}")
         if res.error is not None:
             # one architecture FINN cannot take must not sink the others: say which
             cand.error = res.error
