@@ -418,30 +418,18 @@ def verify(model: Path, json_out: Path | None, target: str, no_finn: bool, rtl: 
 
     console = Console()
     table = Table(title=f"nashc verify {model.name} (golden model: onnxruntime, seed {seed})")
+    rows = golden_rows(result.to_json())
     for col in ("level", "compared", "max |diff|", "tolerance", "result"):
-        table.add_column(col, justify="right" if col == "max |diff|" else "left")
-    for name, compared, max_diff, tol, res in golden_rows(result.to_json()):
+        # level names stay whole (narrow terminals wrap the tensor names instead)
+        width = max((len(r[0]) for r in rows), default=5) if col == "level" else None
+        table.add_column(col, justify="right" if col == "max |diff|" else "left",
+                         min_width=width, no_wrap=col == "level")
+    for name, compared, max_diff, tol, res in rows:
         table.add_row(name, compared, max_diff, tol,
                       "[green]ok[/]" if res == "ok" else f"[red]{res}[/]")
         if "-" in (compared, tol):
             table.caption = "-: not recorded by this level"
     console.print(table)
-    if rtl_checks:
-                result.levels.append(LevelResult(
-                    "rtl-vs-finn-python", max(c.max_abs_diff for c in rtl_checks),
-                    all(c.ok for c in rtl_checks)))
-    console = Console()
-    for lv in result.levels:
-        table = Table(title=f"level: {lv.name}")
-        table.add_column("tensor")
-        table.add_column("comparison")
-        table.add_column("max |diff|", justify="right")
-        table.add_column("tolerance", justify="right")
-        table.add_column("result")
-        for t in lv.tensors:
-            table.add_row(t.tensor, t.kind, f"{t.max_abs_diff:.6g}", f"{t.tolerance:.3g}",
-                          "[green]ok[/]" if t.ok else "[red]MISMATCH[/]")
-        console.print(table)
     if rtl_checks:
         table = Table(title="level 4: generated RTL (Verilator) vs python execution")
         for col in ("layer", "op", "PE", "SIMD", "vectors", "cycles", "mismatches", "s"):

@@ -198,16 +198,28 @@ def _golden_cell(level: dict[str, Any], *keys: str) -> str:
 
 #: columns of the golden-check table: title, then the keys a level may carry them under
 GOLDEN_COLUMNS = (
-    ("compared", ("compared", "tensors", "comparison", "kind")),
+    ("compared", ("compared", "comparison", "kind")),
     ("tolerance", ("tolerance", "atol", "tol")),
 )
 
 
 def golden_rows(golden: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
-    """(level, compared tensors, max |diff|, tolerance, result) for each golden level.
-    A level that does not say what it compared or which tolerance it used shows "-"."""
+    """(level, compared tensors, max |diff|, tolerance, result): one row per tensor a
+    level compared (its `tensors`: name and comparison kind: bit-exact, integer codes,
+    tolerance, labels), else one row per level. A level that does not say what it
+    compared or which tolerance it used shows "-"."""
     rows = []
     for lv in golden.get("levels", []):
+        tensors = lv.get("tensors")
+        if isinstance(tensors, list) and tensors and all(isinstance(x, dict) for x in tensors):
+            for x in tensors:
+                diff, tol = x.get("max_abs_diff"), x.get("tolerance")
+                rows.append((str(lv.get("name", "?")),
+                             f"{x.get('tensor', '?')} ({x.get('kind', '?')})",
+                             "-" if diff is None else f"{float(diff):.3g}",
+                             "-" if tol is None else f"{float(tol):.3g}",
+                             "ok" if x.get("ok") else "MISMATCH"))
+            continue
         compared = _golden_cell(lv, *GOLDEN_COLUMNS[0][1])
         tol = _golden_cell(lv, *GOLDEN_COLUMNS[1][1])
         if tol == "-" and lv.get("exact"):

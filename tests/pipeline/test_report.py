@@ -239,3 +239,17 @@ def test_rich_progress_on_a_terminal() -> None:
     assert "step search" in text and ".py:" not in text
     assert "50/50" in text and "cand/s" in text and "best -1.250 (3,906,250 fps bound)" in text
     assert "candidate 2/6 (score -1.250)" in text and "streamline" in text
+
+
+def test_golden_rows_one_row_per_compared_tensor() -> None:
+    level = {"name": "finn-dataflow-vs-qonnx", "max_abs_diff": 4.8e-7, "ok": True,
+             "comparison": "integer codes + tolerance", "tolerance": 1.6e-5,
+             "tensors": [{"tensor": "MatMul_2_out0", "kind": "integer codes",
+                          "max_abs_diff": 0.0, "tolerance": 0.0, "ok": True, "note": ""},
+                         {"tensor": "global_out", "kind": "tolerance",
+                          "max_abs_diff": 4.8e-7, "tolerance": 1.6e-5, "ok": False,
+                          "note": ""}]}
+    assert golden_rows({"levels": [level]}) == [
+        ("finn-dataflow-vs-qonnx", "MatMul_2_out0 (integer codes)", "0", "0", "ok"),
+        ("finn-dataflow-vs-qonnx", "global_out (tolerance)", "4.8e-07", "1.6e-05",
+         "MISMATCH")]
