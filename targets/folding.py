@@ -1276,8 +1276,10 @@ def show_as_finn_mvau(model: ModelWrapper) -> int:
         if not isinstance(inst, MVAU):
             continue
         node.doc_string = f"{_OP_TYPE_TAG}{node.op_type} {node.doc_string}".rstrip()
-        node.op_type = ("MVAU_hls" if isinstance(inst, MVAU_hls) else
-                        "MVAU_rtl" if isinstance(inst, MVAU_rtl) else "MVAU")
+        # by domain: nashc's RTL units extend FINN's MVAU (not MVAU_rtl, a DSP design)
+        node.op_type = ("MVAU_hls" if isinstance(inst, MVAU_hls) or is_hls_node(node) else
+                        "MVAU_rtl" if isinstance(inst, MVAU_rtl) or is_rtl_node(node) else
+                        "MVAU")
         count += 1
     return count
 

@@ -30,12 +30,13 @@ def _weights(kind: str, bits: int, rng: np.random.Generator) -> np.ndarray:
     return sign * np.exp2(e)
 
 
-def _node_model(kind: str, bits: int, pe: int, simd: int, thresholds: bool, seed: int = 0):
+def _node_model(kind: str, bits: int, pe: int, simd: int, thresholds: bool, seed: int = 0,
+                backend: str = "hls"):
     rng = np.random.default_rng(seed)
     idt = DataType[f"UINT{bits}"]
     w = _weights(kind, bits, rng)
     wdt = DataType[f"INT{shift_word_bits(w)}"] if kind == "shift" else DataType[f"INT{bits}"]
-    op = ("ShiftMVAU_hls" if kind == "shift" else "AdderMVAU_hls")
+    op = ("ShiftMVAU_" if kind == "shift" else "AdderMVAU_") + backend
     ins = ["x", "w"]
     odt = DataType["INT32"]
     attrs = {}
@@ -44,7 +45,8 @@ def _node_model(kind: str, bits: int, pe: int, simd: int, thresholds: bool, seed
         odt = DataType["UINT2"]
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, NV, MW])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, NV, MH])
-    node = helper.make_node(op, ins, ["y"], domain=HLS_DOMAIN, backend="fpgadataflow",
+    domain = HLS_DOMAIN if backend == "hls" else HLS_DOMAIN.replace(".hls", ".rtl")
+    node = helper.make_node(op, ins, ["y"], domain=domain, backend="fpgadataflow",
                             MW=MW, MH=MH, PE=pe, SIMD=simd, inputDataType=idt.name,
                             weightDataType=wdt.name, outputDataType=odt.name,
                             noActivation=0 if thresholds else 1, numInputVectors=[1, NV],
@@ -223,13 +225,14 @@ def test_shift_word_bits():
     assert shift_word_bits(np.array([1.0, -2.0, 4.0, 0.0])) == 3
 
 
+@pytest.mark.parametrize("backend", ["hls", "rtl"])
 @pytest.mark.parametrize("kind", ["shift", "adder"])
-def test_setfolding_baseline_folds_hybrid_layers_as_mvaus(kind):
+def test_setfolding_baseline_folds_hybrid_layers_as_mvaus(kind, backend):
     from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
 
     from nashc.targets.folding import SetFoldingWithinBudget
 
-    model, _, _ = _node_model(kind, 4, 1, 1, True)
+    model, _, _ = _node_model(kind, 4, 1, 1, True, backend=backend)
     name = model.graph.node[0].name
     before = model.analysis(exp_cycles_per_layer)[name]
     base = SetFoldingWithinBudget({"LUT": 1e6, "BRAM_18K": 1e3, "URAM": 0, "DSP": 0}, PART,
@@ -274,13 +277,15 @@ def test_setfolding_baseline_keeps_every_node_name():
     assert max(cycles.values()) == base.result.ii_cycles
 
 
+@pytest.mark.parametrize("backend", ["hls", "rtl"])
 @pytest.mark.parametrize("kind", ["shift", "adder"])
-def test_finn_setfolding_folds_hybrid_units_and_keeps_them(kind):
+def test_finn_setfolding_folds_hybrid_units_and_keeps_them(kind, backend):
     """FINN's SetFolding matches op types by name: nashc's units are shown to it as
-    MVAU_hls and get their own op type (and names) back afterwards."""
+    MVAU_hls / MVAU_rtl (by their domain: the RTL units extend FINN's MVAU, not its
+    DSP-based MVAU_rtl) and get their own op type (and names) back afterwards."""
     from nashc.targets.folding import finn_setfolding
 
-    model, _, _ = _node_model(kind, 4, 1, 1, True)
+    model, _, _ = _node_model(kind, 4, 1, 1, True, backend=backend)
     node = model.graph.node[0]
     name, op, doc = node.name, node.op_type, node.doc_string
     folded = finn_setfolding(model, target_cycles=NV * 4)
