@@ -12,11 +12,11 @@ from nashc.cli import cli
 from nashc.dsl import parse
 from nashc.dsl.check import check_program
 from nashc.runtime.build import (
-        LayerChoice,
-        build_module,
-        calibrate_batchnorm,
-        export_qonnx_model,
-    )
+    LayerChoice,
+    build_module,
+    calibrate_batchnorm,
+    export_qonnx_model,
+)
 
 pytestmark = pytest.mark.finn
 
@@ -33,15 +33,21 @@ network small {
 """
 
 
-@pytest.mark.parametrize("op", ["shift", "adder"])
-def test_verify_levels_2_and_3_on_a_hybrid_conv_net(tmp_path, op):
+def _hybrid_model(tmp_path, op: str):  # type: ignore[no-untyped-def]
+    """NET with its middle conv as a `op` layer, exported to QONNX; BatchNorm calibrated
+    so the hybrid layer's outputs reach the next quantizer."""
     program = check_program(parse(NET, "small.nash"))
     torch.manual_seed(0)
     module = build_module(program.network, {"mid": LayerChoice(op=op)})
-    # calibrated BatchNorm: the hybrid layer's outputs reach the next quantizer
     calibrate_batchnorm(module, torch.randint(0, 256, (16, 1, 8, 8)).float())
     path = tmp_path / "m.onnx"
     export_qonnx_model(module, program.network, path)
+    return path
+
+
+@pytest.mark.parametrize("op", ["shift", "adder"])
+def test_verify_levels_2_and_3_on_a_hybrid_conv_net(tmp_path, op):
+    path = _hybrid_model(tmp_path, op)
     out = tmp_path / "v.json"
     result = CliRunner().invoke(cli, ["verify", str(path), "--json", str(out)])
     assert result.exit_code == 0, result.output
@@ -69,17 +75,13 @@ def test_verify_missing_file_is_exit_2(tmp_path):
 
 @pytest.mark.parametrize("op", ["shift", "adder"])
 def test_verify_rtl_runs_level_4_on_the_hybrid_layer(tmp_path, op):
-    program = check_program(parse(NET, "small.nash"))
-    torch.manual_seed(0)
-    module = build_module(program.network, {"mid": LayerChoice(op=op)})
-    calibrate_batchnorm(module, torch.randint(0, 256, (16, 1, 8, 8)).float())
-    path = tmp_path / "m.onnx"
-    export_qonnx_model(module, program.network, path)
+    path = _hybrid_model(tmp_path, op)
     out = tmp_path / "v.json"
     result = CliRunner().invoke(cli, ["verify", str(path), "--rtl", "--json", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
-    assert [lv["name"] for lv in report["levels"]][-1] == "rtl-vs-finn-python"
+    names = [lv["name"] for lv in report["levels"]]
+    assert names[-1] == "rtl-vs-finn-python" and names.count("rtl-vs-finn-python") == 1
     (layer,) = report["rtl_layers"]
     assert layer["op_type"] == f"{op.capitalize()}MVAU_rtl"
     assert layer["ok"] and layer["mismatches"] == 0 and layer["vectors"] > 16
