@@ -262,9 +262,13 @@ def render(res: dict[str, Any], args: argparse.Namespace, load: tuple[str, str])
         "(`CoarseEvaluator`: build the module, full zero-shot score on the file's scoring "
         "batch, analytic fps bound); worker start-up (process spawn + imports) timed "
         "apart. Baseline: the same measurement, in the same run right after, with nashc "
-        f"as of commit `{res.get('baseline') or 'n/a'}` (before the grid adder kernel and "
-        "the scoring changes); score diff = largest |new - baseline| score over the same "
-        "candidates.",
+        f"as of commit `{res.get('baseline') or 'n/a'}` (before issue 13's work: the grid "
+        "adder kernel, in-place scoring, module reuse across candidates (`ModulePool`), "
+        "the layer work read off the score's forward pass, and the search score's "
+        "tie-break NASWOT instead of hybrid_score); score diff = largest |new - baseline| "
+        "score over the same candidates, which differ by design (the search score is "
+        "defined differently now; `tests/runtime/test_build_pool.py` checks that reused "
+        "modules score bit-identically to fresh ones).",
         "",
         "| example | workers | candidates | baseline s | baseline candidates / s | s | "
         "candidates / s | speed-up | score diff | start-up s |",

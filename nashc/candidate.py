@@ -142,6 +142,12 @@ class NetworkSource(ABC):
     def layer_work(self, built: Any, choice: Choice) -> list[LayerWork]:
         """MACs per frame and lane limits of every compute layer (`coarse_fps`'s input)."""
 
+    def scored(self, choice: Choice, seed: int) -> tuple[float, list[LayerWork]]:
+        """The coarse stage's two measurements of a candidate: its score and its layer
+        work (`build`, `score`, `layer_work`; a source may share work between them)."""
+        built = self.build(choice, seed)
+        return float(self.score(built)), self.layer_work(built, choice)
+
     @abstractmethod
     def export(self, choice: Choice, seed: int, path: Path, trained: Any = None) -> Any:
         """The candidate as a QONNX `ModelWrapper`, saved at `path` (`trained`: a trained
@@ -179,9 +185,7 @@ def evaluate_candidate(source: NetworkSource, choice: Choice, seed: int,
     when the bound misses ``hardware.fps_min``. A non-finite score becomes -1e9.
     `source` must be prepared (`NetworkSource.prepare`)."""
     cand = Candidate(dict(choice), ops=source.op_counts(choice))
-    built = source.build(choice, seed)
-    cand.score = float(source.score(built))
-    works = source.layer_work(built, choice)
+    cand.score, works = source.scored(choice, seed)
     fps, _ = coarse_fps(works, hardware.lut, hardware.dsp, hardware.clock_mhz,
                         input_pixels=source.input_pixels)
     cand.coarse_fps = fps
@@ -200,10 +204,20 @@ class DeclaredNetwork(NetworkSource):
     """A network declared in the language: a candidate is its Brevitas module
     (`nashc.training.build_candidate`: ``torch.manual_seed(seed)`` then `build_module`),
     scored zero-shot on the batch (`nashc.passes.zeroshot.SCORES`), trained with the
-    file's `train` section."""
+    file's `train` section.
+
+    The coarse stage (`scored`) builds candidates from a `ModulePool` kept in the process
+    (each layer shape built once, bit-identical to a fresh build) and reads the layer
+    work off the score's own forward pass; everything else builds fresh modules."""
 
     program: Program
     batch: Any = None  # torch.Tensor (n, C, H, W), set by `prepare`
+    _pool: Any = field(default=None, repr=False, compare=False)  # ModulePool, per process
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_pool"] = None  # modules stay in the process that built them
+        return state
 
     @property
     def metric(self) -> str:
@@ -227,6 +241,18 @@ class DeclaredNetwork(NetworkSource):
 
     def layer_work(self, built: Any, choice: Choice) -> list[LayerWork]:
         return module_layer_work(built, self.batch, weight_bits(self.program, choice))
+
+    def scored(self, choice: Choice, seed: int) -> tuple[float, list[LayerWork]]:
+        from nashc.runtime.build import ModulePool
+        from nashc.training import build_candidate
+
+        if self._pool is None:
+            self._pool = ModulePool()
+        built = build_candidate(self.program, choice, seed, pool=self._pool)
+        score: list[float] = []
+        works = module_layer_work(built, self.batch, weight_bits(self.program, choice),
+                                  run=lambda: score.append(self.score(built)))
+        return float(score[0]), works
 
     def calibrated(self, choice: Choice, seed: int) -> Any:
         """The candidate's module with BatchNorm statistics calibrated on the scoring batch
@@ -315,19 +341,23 @@ def weight_bits(program: Program, choice: Choice) -> dict[str, tuple[int, int]]:
     return out
 
 
-def module_layer_work(module: Any, batch: Any, bits: dict[str, tuple[int, int]]
-                      ) -> list[LayerWork]:
+def module_layer_work(module: Any, batch: Any, bits: dict[str, tuple[int, int]],
+                      run: Callable[[], Any] | None = None) -> list[LayerWork]:
     """MACs per frame and lane limits of every compute layer of a built module, read off
-    one forward pass of the first input of `batch`; a layer's activation bits are its
-    input quantizer's when it has one, else ``bits[layer][1]``."""
+    one forward pass of the first input of `batch` in eval mode, or off the first call of
+    each layer in ``run()`` (e.g. the zero-shot score's own forward pass: shapes and
+    quantizer bit widths do not depend on the batch or the mode); a layer's activation
+    bits are its input quantizer's when it has one, else ``bits[layer][1]``."""
     import torch
 
-    works: list[LayerWork] = []
+    works: dict[str, LayerWork] = {}
     hooks = []
     layers = module.compute_layers()
 
     def make_hook(layer: str) -> Callable[..., None]:
         def hook(mod: Any, inp: Any, out: Any) -> None:
+            if layer in works:
+                return
             name = type(mod).__name__
             kind: OpKind = "shift" if name.startswith("Shift") else "adder" if name.startswith(
                 "Adder") else "conv"
@@ -340,17 +370,20 @@ def module_layer_work(module: Any, batch: Any, bits: dict[str, tuple[int, int]]
             bw = getattr(inp[0], "bit_width", None)
             if bw is not None:
                 abits = int(float(bw))
-            works.append(LayerWork(layer, kind, per_out * out_ch * pixels,
-                                   per_out * out_ch, wbits, abits))
+            works[layer] = LayerWork(layer, kind, per_out * out_ch * pixels,
+                                     per_out * out_ch, wbits, abits)
         return hook
 
     for layer, mod in layers.items():
         hooks.append(mod.register_forward_hook(make_hook(layer)))
     try:
-        module.eval()
-        with torch.no_grad():
-            module(batch[:1])
+        if run is not None:
+            run()
+        if len(works) < len(layers):  # no run, or one that did not call every layer
+            module.eval()
+            with torch.no_grad():
+                module(batch[:1])
     finally:
         for h in hooks:
             h.remove()
-    return works
+    return list(works.values())

@@ -67,14 +67,21 @@ def layer_choices(choice: dict[tuple[str, str], Any]) -> dict[str, Any]:
     return {layer: LayerChoice(**kw) for layer, kw in per_layer.items()}
 
 
-def build_candidate(program: Program, choice: dict[tuple[str, str], Any], seed: int) -> Any:
-    """The candidate's module with the initial weights the pipeline gives it for `seed`."""
+def build_candidate(program: Program, choice: dict[tuple[str, str], Any], seed: int,
+                    pool: Any = None) -> Any:
+    """The candidate's module with the initial weights the pipeline gives it for `seed`;
+    with `pool` (a `nashc.runtime.build.ModulePool`) its layers are reused ones, valid
+    until the next build from that pool (bit-identical to a fresh build)."""
     import torch
 
     from nashc.runtime.build import build_module
 
-    torch.manual_seed(seed)
-    return build_module(program.network, layer_choices(choice))
+    if pool is None:
+        torch.manual_seed(seed)
+    else:  # the CPU generator alone (what the weights are drawn from): seeding the lazy
+        # accelerator generators too costs more than a pooled build
+        torch.default_generator.manual_seed(seed)
+    return build_module(program.network, layer_choices(choice), pool=pool)
 
 
 def _train_section(program: Program) -> Train:

@@ -6,7 +6,8 @@ higher means "expected to train to a better accuracy". They run forward (and bac
 passes only; no weights are updated and the module is left as it was.
 
 * `search_score` — what `metric zero_shot` ranks by: fewer adder layers first, then
-  `hybrid_score` (measured to rank trained accuracy best, see `search_score`).
+  NASWOT per input (the choice measured in bench/RESULTS.md section 3, see
+  `search_score`).
 * `hybrid_score` — nashc's hybrid-aware zero-shot score.
 * `naswot_score` — NASWOT (Mellor et al., 2021): log-determinant of the Hamming-similarity
   kernel of the ReLU activation patterns of the batch, summed over all ReLUs.
@@ -52,7 +53,7 @@ from torch import nn
 
 from nashc.runtime.modules import raw_adder_gradients
 
-__all__ = ["SCORES", "ADDER_PENALTY", "search_score", "combine_search_score", "adder_layers",
+__all__ = ["SCORES", "ADDER_PENALTY", "NASWOT_CLAMP", "search_score", "combine_search_score", "adder_layers",
            "hybrid_score", "hybrid_terms", "naswot_score", "synflow_score", "param_count",
            "score"]
 
@@ -77,9 +78,22 @@ def _codes_hooks(model: nn.Module, store: list[torch.Tensor]) -> list:
         if _relu_like(m):
             def hook(_mod, _inp, out, store=store):
                 t = out.value if hasattr(out, "value") else out
-                store.append((t.detach().flatten(1) > 0).float())
+                store.append(t.detach().flatten(1) > 0)
             hooks.append(m.register_forward_hook(hook))
     return hooks
+
+
+def hamming_kernel(codes: torch.Tensor) -> torch.Tensor:
+    """NASWOT's kernel of one layer's binary codes `codes` (N x U, bool or 0/1):
+    ``C C^T + (1 - C)(1 - C)^T`` (how many units agree for each pair of inputs), as float64
+    (N x N). Computed as ``2 C C^T - r 1^T - 1 r^T + U`` with r the row sums: one matrix
+    product instead of two, exact (integer counts; float32 holds them exactly below 2^24
+    units, float64 is used above)."""
+    u = int(codes.shape[1])
+    cf = codes.to(torch.float32 if u < 2 ** 24 else torch.float64)
+    gram = (cf @ cf.T).double()
+    r = cf.sum(1, dtype=torch.float64)
+    return 2 * gram - r[:, None] - r[None, :] + u
 
 
 def _logdet(k: torch.Tensor) -> float:
@@ -93,15 +107,18 @@ def naswot_score(model: nn.Module, x: torch.Tensor, copy: bool = True) -> float:
     if copy:
         model = _copy.deepcopy(model)  # the forward pass moves BatchNorm/quantizer statistics
     codes: list[torch.Tensor] = []
-    _codes_hooks(model, codes)
+    hooks = _codes_hooks(model, codes)
     model.train()
-    with torch.no_grad():
-        model(x)
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
     n = x.shape[0]
     k = torch.zeros(n, n, dtype=torch.float64)
     for c in codes:
-        c = c.double()
-        k += c @ c.T + (1 - c) @ (1 - c).T
+        k += hamming_kernel(c)
     return _logdet(k)
 
 
@@ -128,10 +145,12 @@ def hybrid_terms(model: nn.Module, x: torch.Tensor, seed: int = 0,
     hooks = _codes_hooks(model, codes)
     gen = torch.Generator().manual_seed(seed)
     model.train()
-    with torch.no_grad():
-        model(x)
-    for h in hooks:
-        h.remove()
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
     model.zero_grad(set_to_none=True)
     xg = x[: max(2, min(grad_batch, x.shape[0]))]
     # adder layers' plain gradients: AdderNet's adaptive scaling gives every adder layer
@@ -146,9 +165,8 @@ def hybrid_terms(model: nn.Module, x: torch.Tensor, seed: int = 0,
     n = x.shape[0]
     expressivity = []
     for c in codes:
-        c = c.double()
         width = max(c.shape[1], 1)
-        k = (c @ c.T + (1 - c) @ (1 - c).T) / width + 1e-6 * torch.eye(n, dtype=torch.float64)
+        k = hamming_kernel(c) / width + 1e-6 * torch.eye(n, dtype=torch.float64)
         val = _logdet(k)
         expressivity.append(val / n if math.isfinite(val) else -50.0)
     trainability = []
@@ -191,11 +209,16 @@ def param_count(model: nn.Module, x: torch.Tensor | None = None, copy: bool = Tr
     return float(sum(p.numel() for p in model.parameters() if p.requires_grad))
 
 
-#: What one adder layer costs in `search_score`: more than the whole range of
-#: `hybrid_score` (its expressivity term is floored at -50 per layer, its trainability
-#: term is below 2), so candidates are ordered by their number of adder layers first and
-#: by `hybrid_score` among equals.
+#: What one adder layer costs in `search_score`: more than the whole range the NASWOT
+#: term is clamped to (`NASWOT_CLAMP`), so candidates are ordered by their number of
+#: adder layers first and by NASWOT among equals.
 ADDER_PENALTY = 100.0
+
+#: The NASWOT term of `search_score` (log-determinant per input) is clamped to
+#: [-NASWOT_CLAMP, NASWOT_CLAMP]. Its upper bound is log(#ReLU units), below 17 for any
+#: network of up to 2^24 values per frame (the language's limit); a near-singular kernel
+#: can make it very negative, and the clamp keeps such a candidate inside its adder group.
+NASWOT_CLAMP = 45.0
 
 
 def adder_layers(model: nn.Module) -> int:
@@ -204,21 +227,29 @@ def adder_layers(model: nn.Module) -> int:
                and isinstance(getattr(m, "weight", None), torch.Tensor))
 
 
-def combine_search_score(hybrid: float, n_adder: int) -> float:
-    """`search_score` from its parts: ``hybrid - ADDER_PENALTY * n_adder``."""
-    return float(hybrid) - ADDER_PENALTY * int(n_adder)
+def combine_search_score(naswot: float, n_adder: int, batch: int) -> float:
+    """`search_score` from its parts: ``clamp(naswot / batch) - ADDER_PENALTY * n_adder``
+    (a singular kernel, NASWOT = -inf, gives -inf: the candidate ranks last)."""
+    if not math.isfinite(naswot):
+        return float("-inf")
+    term = min(max(float(naswot) / batch, -NASWOT_CLAMP), NASWOT_CLAMP)
+    return term - ADDER_PENALTY * int(n_adder)
 
 
 def search_score(model: nn.Module, x: torch.Tensor, copy: bool = True) -> float:
     """The score `metric zero_shot` ranks candidates by: fewer adder layers first, then
-    `hybrid_score` (``hybrid_score - ADDER_PENALTY * #adder layers``).
+    NASWOT (`naswot_score` divided by the batch size, which keeps its order):
+    ``naswot / N - ADDER_PENALTY * #adder layers``.
 
-    Why: on the hybrid digits spaces of `bench/bench_zeroshot.py` (a residual CNN and a
-    TFC-like MLP, trained a few epochs), the number of adder layers alone ranks trained
-    accuracy better (Kendall tau) than `hybrid_score`, NASWOT or SynFlow, while
-    `hybrid_score` still ranks candidates with the same number of adder layers
-    (bench/RESULTS.md, section 3)."""
-    return combine_search_score(hybrid_score(model, x, copy=copy), adder_layers(model))
+    Why (bench/RESULTS.md section 3, `bench/bench_zeroshot.py`: 64 residual digits CNNs
+    and 100 TFC-like MLPs of hybrid spaces, each trained 2 epochs): the number of adder
+    layers alone ranks trained accuracy better (Kendall tau) than any zero-shot score
+    measured, nashc's `hybrid_score` included; among candidates with the same number of
+    adder layers NASWOT is the only score that ranks positively on both networks
+    (tau +0.16 / +0.19; `hybrid_score` -0.08 / +0.25, SynFlow +0.15 / -0.03). NASWOT
+    needs one forward pass without gradients, a third of `hybrid_score`'s time."""
+    n = int(x.shape[0])
+    return combine_search_score(naswot_score(model, x, copy=copy), adder_layers(model), n)
 
 
 SCORES: dict[str, Callable[..., float]] = {

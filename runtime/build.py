@@ -86,6 +86,8 @@ from nashc.runtime.modules import (
 
 __all__ = [
     "calibrate_batchnorm",
+    "ModulePool",
+    "reset_for_reuse",
     "LayerChoice",
     "NashNet",
     "ResidualBlock",
@@ -146,6 +148,11 @@ def _act(dtype: DType) -> nn.Module:
         return qnn.QuantIdentity(act_quant=Int8ActPerTensorFloat, bit_width=dtype.bits,
                                  return_quant_tensor=True)
     return qnn.QuantReLU(bit_width=dtype.bits, return_quant_tensor=True)
+
+
+def _pooled_act(pool: Any, layer: str, dtype: DType) -> nn.Module:
+    """`_act`, taken from `pool` (a `ModulePool`) when there is one."""
+    return _take(pool, (layer, "act", dtype.name), _act, dtype)
 
 
 def _weight_kw(dtype: DType) -> dict[str, Any]:
@@ -257,12 +264,14 @@ class NashNet(nn.Module):
     """A network built from a `ResolvedNetwork`: input quantizer, then stages in order."""
 
     def __init__(self, name: str, input_shape: tuple[int, int, int], input_dtype: DType,
-                 stages: list[tuple[str, nn.Module]]) -> None:
+                 stages: list[tuple[str, nn.Module]],
+                 input_quant: nn.Module | None = None) -> None:
         super().__init__()
         self.net_name = name
         self.input_shape = input_shape
         self.input_dtype = input_dtype
-        self.input_quant = _input_quant(input_dtype)
+        self.input_quant = input_quant if input_quant is not None else \
+            _input_quant(input_dtype)
         self.stages = nn.ModuleDict()
         self.stage_names: list[str] = []
         for lname, mod in stages:
@@ -288,12 +297,101 @@ def _scaled(n: int, width: float) -> int:
     return max(1, int(round(n * width)))
 
 
+# -- module reuse across candidates --------------------------------------------------------
+
+
+_REDRAWN = (nn.Conv2d, nn.Linear, ShiftConv2d, ShiftLinear, AdderConv2d, AdderLinear)
+
+
+def _resettable(module: nn.Module) -> list[nn.Module]:
+    """The submodules of `module` that `reset_for_reuse` touches, in module order."""
+    return [sub for sub in module.modules()
+            if isinstance(sub, (*_REDRAWN, nn.modules.batchnorm._BatchNorm))
+            or (hasattr(sub, "collect_stats_steps") and hasattr(sub, "counter"))]
+
+
+def reset_for_reuse(module: nn.Module, subs: list[nn.Module] | None = None,
+                    params: list[nn.Parameter] | None = None) -> nn.Module:
+    """Puts a built module back into the state its constructor left it in, drawing its
+    weights again from torch's global generator in the same order the constructor did
+    (conv/linear and hybrid layers' `reset_parameters`); BatchNorm parameters and running
+    statistics reset; Brevitas runtime-statistics scalers (activation quantizers) back to
+    "no statistics collected" (counter 0, buffer and value 1, as
+    `brevitas.core.scaling.standalone.ParameterFromRuntimeStatsScaling.__init__` sets
+    them); gradients cleared; training mode. `subs`, `params`: `_resettable(module)` and
+    its parameters, when the caller keeps them. Returns `module`."""
+    with torch.no_grad():
+        for sub in _resettable(module) if subs is None else subs:
+            if isinstance(sub, (*_REDRAWN, nn.modules.batchnorm._BatchNorm)):
+                sub.reset_parameters()
+            else:  # ParameterFromRuntimeStatsScaling (checked by `_resettable`)
+                scaler: Any = sub
+                scaler.counter = 0
+                scaler.buffer.fill_(1.0)
+                scaler.value.fill_(1.0)
+    for p in module.parameters() if params is None else params:
+        p.grad = None
+    if not module.training:  # a whole-tree walk: only when some caller switched it to eval
+        module.train()
+    return module
+
+
+class ModulePool:
+    """Layer modules kept across the candidates of one search, so that each layer shape
+    is built once ("build once per shape"): `build_module(..., pool=pool)` takes every
+    quantized layer, activation quantizer and pool it needs from here by a key of the
+    layer's name, role and constructor arguments, building it on the first request and
+    `reset_for_reuse`-ing it on later ones. Because the reset draws the same weights at
+    the same point of the build as construction would, a network built from the pool is
+    bit-identical to a freshly built one for the same seed (tests/runtime/test_build_pool.py).
+
+    A network built from a pool is valid until the next `build_module` from the same pool
+    (its layers are handed out again); the coarse stage scores each candidate and drops
+    it. At most `max_modules` modules are kept (least recently used ones dropped)."""
+
+    def __init__(self, max_modules: int = 4096) -> None:
+        self.max_modules = max_modules
+        # key -> (module, its resettable submodules, its parameters)
+        self._items: dict[tuple[Any, ...], tuple[nn.Module, list[nn.Module],
+                                                 list[nn.Parameter]]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def take(self, key: tuple[Any, ...], factory: Any) -> Any:
+        """The module for `key`: reset for reuse when kept, else ``factory()``."""
+        item = self._items.pop(key, None)
+        if item is None:
+            self.misses += 1
+            mod = factory()
+            item = (mod, _resettable(mod), list(mod.parameters()))
+        else:
+            self.hits += 1
+            reset_for_reuse(*item)
+        self._items[key] = item  # most recently used last
+        while len(self._items) > self.max_modules:
+            self._items.pop(next(iter(self._items)))
+        return item[0]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def _take(pool: ModulePool | None, key: tuple[Any, ...], make: Any, *args: Any,
+          **kwargs: Any) -> Any:
+    """``make(*args, **kwargs)``, or the pool's module for `key` when there is a pool."""
+    if pool is None:
+        return make(*args, **kwargs)
+    return pool.take(key, lambda: make(*args, **kwargs))
+
+
 # -- build ---------------------------------------------------------------------------------
 
 
 def build_module(net: ResolvedNetwork,
-                 choices: Mapping[str, LayerChoice] | None = None) -> NashNet:
-    """A Brevitas module for `net` with the per-layer `choices` applied."""
+                 choices: Mapping[str, LayerChoice] | None = None,
+                 pool: ModulePool | None = None) -> NashNet:
+    """A Brevitas module for `net` with the per-layer `choices` applied; with `pool`, its
+    layers come from (and stay in) the pool (`ModulePool`: the same module, reused)."""
     if net.input_shape is None or net.input_dtype is None:
         raise BuildError(f"network {net.name!r} has no input declaration"
                          + (" (it comes from an ONNX file)" if net.source else ""))
@@ -344,11 +442,13 @@ def build_module(net: ResolvedNetwork,
             cout = layer.out_shape[0] if layer.name == last else \
                 _scaled(layer.out_shape[0], choice(layer.name).width)
             op = choice(layer.name).op
-            conv = _conv(layer.name, op, c, cout, k, s, p, wdtype(layer))
+            wdt = wdtype(layer)
+            conv = _take(pool, (layer.name, "conv", op, c, cout, k, s, p, wdt.name),
+                         _conv, layer.name, op, c, cout, k, s, p, wdt)
             is_last = layer.name == last
             bn: nn.Module | None = (nn.BatchNorm2d(cout) if (not is_last or op == "adder")
                                     else None)
-            act = None if is_last else _act(adtype(layer))
+            act = None if is_last else _pooled_act(pool, layer.name, adtype(layer))
             stages.append((layer.name, _Stage(conv, bn, act)))
             c, h, w = cout, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
             quant_out = not is_last
@@ -358,9 +458,11 @@ def build_module(net: ResolvedNetwork,
             fout = layer.out_shape[0] if is_last else \
                 _scaled(layer.out_shape[0], choice(layer.name).width)
             op = choice(layer.name).op
-            lin = _linear(layer.name, op, fin, fout, wdtype(layer))
+            wdt = wdtype(layer)
+            lin = _take(pool, (layer.name, "fc", op, fin, fout, wdt.name),
+                        _linear, layer.name, op, fin, fout, wdt)
             bn = nn.BatchNorm1d(fout) if (not is_last or op == "adder") else None
-            act = None if is_last else _act(adtype(layer))
+            act = None if is_last else _pooled_act(pool, layer.name, adtype(layer))
             stages.append((layer.name, _Stage(lin, bn, act, flatten=flat is None)))
             flat = fout
             quant_out = not is_last
@@ -375,14 +477,15 @@ def build_module(net: ResolvedNetwork,
                 sh = sw = layer.stride or layer.kernel
                 mode = layer.mode or "max"
             if mode == "max":
-                pool: nn.Module = nn.MaxPool2d((kh, kw), (sh, sw))
+                pool_mod: nn.Module = nn.MaxPool2d((kh, kw), (sh, sw))
             elif quant_out:
                 # floor truncation: FINN's QONNX import accepts only rounding_mode FLOOR
-                pool = qnn.TruncAvgPool2d((kh, kw), (sh, sw), trunc_quant=TruncTo8bit,
-                                          return_quant_tensor=True)
+                pool_mod = _take(pool, (layer.name, "truncavg", kh, kw, sh, sw),
+                                 qnn.TruncAvgPool2d, (kh, kw), (sh, sw),
+                                 trunc_quant=TruncTo8bit, return_quant_tensor=True)
             else:
-                pool = nn.AvgPool2d((kh, kw), (sh, sw))
-            stages.append((layer.name, _Pool(pool)))
+                pool_mod = nn.AvgPool2d((kh, kw), (sh, sw))
+            stages.append((layer.name, _Pool(pool_mod)))
             h, w = (h - kh) // sh + 1, (w - kw) // sw + 1
         elif layer.kind == "block":
             members: dict[str, ResolvedLayer] = {}
@@ -399,15 +502,20 @@ def build_module(net: ResolvedNetwork,
             cb = _scaled(c2.out_shape[0], width) if "down" in members else c
             k1, s1, p1 = geometry(c1)
             k2, s2, p2 = geometry(c2)
-            conv1 = _conv(c1.name, choice(c1.name).op, c, cb, k1, s1, p1, wdtype(c1))
-            conv2 = _conv(c2.name, choice(c2.name).op, cb, cb, k2, s2, p2, wdtype(c2))
+            op1, op2, wd1, wd2 = choice(c1.name).op, choice(c2.name).op, wdtype(c1), wdtype(c2)
+            conv1 = _take(pool, (c1.name, "conv", op1, c, cb, k1, s1, p1, wd1.name),
+                          _conv, c1.name, op1, c, cb, k1, s1, p1, wd1)
+            conv2 = _take(pool, (c2.name, "conv", op2, cb, cb, k2, s2, p2, wd2.name),
+                          _conv, c2.name, op2, cb, cb, k2, s2, p2, wd2)
             h1, w1 = (h + 2 * p1 - k1) // s1 + 1, (w + 2 * p1 - k1) // s1 + 1
             h2, w2 = (h1 + 2 * p2 - k2) // s2 + 1, (w1 + 2 * p2 - k2) // s2 + 1
             down = None
             if "down" in members:
                 d = members["down"]
                 kd, sd, pd = geometry(d)
-                down = _conv(d.name, choice(d.name).op, c, cb, kd, sd, pd, wdtype(d))
+                opd, wdd = choice(d.name).op, wdtype(d)
+                down = _take(pool, (d.name, "conv", opd, c, cb, kd, sd, pd, wdd.name),
+                             _conv, d.name, opd, c, cb, kd, sd, pd, wdd)
                 hd, wd = (h + 2 * pd - kd) // sd + 1, (w + 2 * pd - kd) // sd + 1
             else:
                 hd, wd = h, w
@@ -417,10 +525,12 @@ def build_module(net: ResolvedNetwork,
             add = members.get("add")
             out_dt = adtype(add, layer.name) if add is not None else adtype(c2, layer.name)
             add_bits = max(2, out_dt.bits)
-            add_quant = qnn.QuantIdentity(act_quant=Int8ActPerTensorFloat, bit_width=add_bits,
-                                          return_quant_tensor=True)
-            block = ResidualBlock(conv1, conv2, down, cb, cb, _act(adtype(c1)), add_quant,
-                                  _act(out_dt))
+            add_quant = _take(pool, (layer.name, "add_quant", add_bits), qnn.QuantIdentity,
+                              act_quant=Int8ActPerTensorFloat, bit_width=add_bits,
+                              return_quant_tensor=True)
+            block = ResidualBlock(conv1, conv2, down, cb, cb,
+                                  _pooled_act(pool, c1.name, adtype(c1)), add_quant,
+                                  _pooled_act(pool, layer.name, out_dt))
             stages.append((layer.name, block))
             c, h, w = cb, h2, w2
             quant_out = True
@@ -428,7 +538,9 @@ def build_module(net: ResolvedNetwork,
             raise BuildError(f"layer {layer.name!r}: an add outside a residual block")
         else:
             raise BuildError(f"layer {layer.name!r}: unknown kind {layer.kind!r}")
-    return NashNet(net.name, net.input_shape, net.input_dtype, stages)
+    in_dt = net.input_dtype
+    return NashNet(net.name, net.input_shape, in_dt, stages,
+                   _take(pool, ("", "input", in_dt.name), _input_quant, in_dt))
 
 
 # -- export --------------------------------------------------------------------------------

@@ -500,6 +500,22 @@ class _AdderWeights:
                             self.weight_bits)
 
 
+def _reset_hybrid(m: Any) -> None:
+    """The constructor's weight initialisation of a hybrid layer, repeated in place:
+    kaiming uniform (a = sqrt(5), as nn.Conv2d/nn.Linear), then kaiming normal for adder
+    layers (AdderNet), bias zero, the remembered input scale cleared and the export
+    weight taken from the new weights."""
+    with torch.no_grad():
+        nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5))
+        if m.kind == "adder":
+            nn.init.kaiming_normal_(m.weight)
+            m.input_scale.zero_()
+        if m.bias is not None:
+            m.bias.zero_()
+        w = m.effective_weight()
+        m.export_weight = (w if w.dim() == 4 else w.t()).detach().clone().contiguous()
+
+
 class _HybridConvBase(nn.Module):
     kind = "shift"
     export_weight: Tensor  # buffer: the weight of the last forward pass, as exported
@@ -518,6 +534,12 @@ class _HybridConvBase(nn.Module):
         self.weight = nn.Parameter(torch.empty(out_ch, in_ch, self.kernel_size, self.kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+
+    def reset_parameters(self) -> None:
+        """Draws the initial weights again, as the constructor does (the same draws from
+        torch's global generator, in the same order; bias zero): a module reused for
+        another candidate (`nashc.runtime.build.ModulePool`) starts as a new one would."""
+        _reset_hybrid(self)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -599,6 +621,10 @@ class _HybridLinearBase(nn.Module):
         self.weight = nn.Parameter(torch.empty(out_f, in_f))
         self.bias = nn.Parameter(torch.zeros(out_f)) if bias else None
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+
+    def reset_parameters(self) -> None:
+        """As `_HybridConvBase.reset_parameters`."""
+        _reset_hybrid(self)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

@@ -87,23 +87,26 @@ def _adder_net(n_adder: int) -> nn.Sequential:
 def test_search_score_ranks_fewer_adder_layers_first(n_adder, batch):
     from nashc.passes.zeroshot import (
         ADDER_PENALTY,
+        NASWOT_CLAMP,
         adder_layers,
         combine_search_score,
-        hybrid_terms,
         search_score,
     )
 
     model = _adder_net(n_adder)
     assert adder_layers(model) == n_adder
-    h = hybrid_score(model, batch)
-    e, t = hybrid_terms(model, batch)
-    assert e + t == pytest.approx(h)
+    nw = naswot_score(model, batch)
+    n = batch.shape[0]
     s = search_score(model, batch)
-    assert s == pytest.approx(combine_search_score(h, n_adder))
-    assert s == pytest.approx(h - ADDER_PENALTY * n_adder)
-    # the penalty is larger than any spread of the hybrid score: one more adder layer
-    # always ranks lower
-    assert -ADDER_PENALTY < -50 - 2 and SCORES["zero_shot"] is search_score
+    assert s == combine_search_score(nw, n_adder, n)
+    assert s == pytest.approx(nw / n - ADDER_PENALTY * n_adder)
+    # the NASWOT term is clamped inside a band narrower than one adder layer's penalty:
+    # one more adder layer always ranks lower, whatever NASWOT says
+    assert 2 * NASWOT_CLAMP < ADDER_PENALTY and SCORES["zero_shot"] is search_score
+    assert combine_search_score(1e9, 0, 1) - combine_search_score(-1e9, 0, 1) \
+        == 2 * NASWOT_CLAMP
+    assert combine_search_score(-1e9, 0, 1) > combine_search_score(1e9, 1, 1)
+    assert combine_search_score(float("-inf"), 0, n) == float("-inf")
 
 
 def test_scores_in_place_equal_scores_of_a_copy(batch):
@@ -126,3 +129,25 @@ def test_hybrid_trainability_uses_plain_adder_gradients(batch):
             assert m.weight.grad is not None
             norm = float(m.weight.grad.norm())
             assert norm != pytest.approx(m.eta * math.sqrt(m.weight.numel()), rel=1e-3)
+
+
+@pytest.mark.parametrize("units", [1, 7, 300, 5000])
+def test_hamming_kernel_equals_the_two_product_form(units):
+    """The one-product NASWOT kernel is exactly C C^T + (1 - C)(1 - C)^T."""
+    from nashc.passes.zeroshot import hamming_kernel
+
+    gen = torch.Generator().manual_seed(units)
+    c = torch.rand(16, units, generator=gen) > 0.3
+    d = c.double()
+    assert torch.equal(hamming_kernel(c), d @ d.T + (1 - d) @ (1 - d).T)
+
+
+def test_scoring_in_place_leaves_no_hooks(batch):
+    """A module scored in place (copy=False) keeps no forward hooks: a pooled module is
+    scored again and again (nashc.runtime.build.ModulePool)."""
+    from nashc.passes.zeroshot import search_score
+
+    model = net("conv")
+    for fn in (naswot_score, hybrid_score, search_score):
+        fn(model, batch, copy=False)
+    assert all(not m._forward_hooks for m in model.modules())
