@@ -347,13 +347,16 @@ class ModulePool:
 
     A network built from a pool is valid until the next `build_module` from the same pool
     (its layers are handed out again); the coarse stage scores each candidate and drops
-    it. At most `max_modules` modules are kept (least recently used ones dropped)."""
+    it. The least recently used modules are dropped beyond `max_modules` modules or
+    `max_bytes` bytes of parameters and buffers (default 256 MiB per process)."""
 
-    def __init__(self, max_modules: int = 4096) -> None:
+    def __init__(self, max_modules: int = 4096, max_bytes: int = 256 * 2 ** 20) -> None:
         self.max_modules = max_modules
-        # key -> (module, its resettable submodules, its parameters)
+        self.max_bytes = max_bytes
+        # key -> (module, its resettable submodules, its parameters, its bytes)
         self._items: dict[tuple[Any, ...], tuple[nn.Module, list[nn.Module],
-                                                 list[nn.Parameter]]] = {}
+                                                 list[nn.Parameter], int]] = {}
+        self.bytes = 0
         self.hits = 0
         self.misses = 0
 
@@ -363,13 +366,17 @@ class ModulePool:
         if item is None:
             self.misses += 1
             mod = factory()
-            item = (mod, _resettable(mod), list(mod.parameters()))
+            size = sum(t.numel() * t.element_size()
+                       for t in (*mod.parameters(), *mod.buffers()))
+            item = (mod, _resettable(mod), list(mod.parameters()), size)
+            self.bytes += size
         else:
             self.hits += 1
-            reset_for_reuse(*item)
+            reset_for_reuse(*item[:3])
         self._items[key] = item  # most recently used last
-        while len(self._items) > self.max_modules:
-            self._items.pop(next(iter(self._items)))
+        while len(self._items) > 1 and (len(self._items) > self.max_modules
+                                        or self.bytes > self.max_bytes):
+            self.bytes -= self._items.pop(next(iter(self._items)))[3]
         return item[0]
 
     def __len__(self) -> int:

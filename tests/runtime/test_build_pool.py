@@ -108,6 +108,11 @@ def test_pool_hands_out_each_module_once_per_network_and_bounds_its_size() -> No
     mods = [m for m in net.modules() if hasattr(m, "nashc_layer")]
     assert len({id(m) for m in mods}) == len(mods)
     assert len(pool) <= 6
+    small = ModulePool(max_bytes=4096)
+    for c in _samples(program, 3, seed=5):
+        build_candidate(program, c, 0, pool=small)
+        assert small.bytes <= 4096 or len(small) == 1
+    assert small.bytes == sum(item[3] for item in small._items.values())
 
 
 def test_reset_for_reuse_repeats_the_constructors_draws() -> None:
