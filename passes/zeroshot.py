@@ -72,6 +72,22 @@ def _weighted_layers(model: nn.Module) -> list[nn.Module]:
     return out
 
 
+def _activation_codes(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """The binary codes (N x units, bool) after every ReLU of one forward pass of `x` in
+    training mode without autograd (BatchNorm on batch statistics, as the first training
+    steps see it); the hooks are removed afterwards."""
+    codes: list[torch.Tensor] = []
+    hooks = _codes_hooks(model, codes)
+    model.train()
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return codes
+
+
 def _codes_hooks(model: nn.Module, store: list[torch.Tensor]) -> list:
     hooks = []
     for m in model.modules():
@@ -106,15 +122,7 @@ def naswot_score(model: nn.Module, x: torch.Tensor, copy: bool = True) -> float:
     `copy=False` scores `model` itself (its BatchNorm/quantizer statistics move)."""
     if copy:
         model = _copy.deepcopy(model)  # the forward pass moves BatchNorm/quantizer statistics
-    codes: list[torch.Tensor] = []
-    hooks = _codes_hooks(model, codes)
-    model.train()
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
+    codes = _activation_codes(model, x)
     n = x.shape[0]
     k = torch.zeros(n, n, dtype=torch.float64)
     for c in codes:
@@ -141,16 +149,8 @@ def hybrid_terms(model: nn.Module, x: torch.Tensor, seed: int = 0,
     gradients change (the coarse stage scores a module built for the purpose)."""
     if copy:
         model = _copy.deepcopy(model)  # the passes move BatchNorm/quantizer statistics
-    codes: list[torch.Tensor] = []
-    hooks = _codes_hooks(model, codes)
+    codes = _activation_codes(model, x)
     gen = torch.Generator().manual_seed(seed)
-    model.train()
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
     model.zero_grad(set_to_none=True)
     xg = x[: max(2, min(grad_batch, x.shape[0]))]
     # adder layers' plain gradients: AdderNet's adaptive scaling gives every adder layer
