@@ -3,12 +3,15 @@
 All scores take a PyTorch module (a freshly initialised candidate, as built by
 `nashc.runtime.build.build_module`) and one batch of inputs, and return a float where
 higher means "expected to train to a better accuracy". They run forward (and backward)
-passes only; no weights are updated and the module is left as it was.
+passes only; no weights are updated; with ``copy=True`` (the default) the module is left
+as it was, with ``copy=False`` its statistics move and it keeps no hooks.
 
 * `search_score` — what `metric zero_shot` ranks by: fewer adder layers first, then
   NASWOT per input (the choice measured in bench/RESULTS.md section 3, see
   `search_score`).
-* `hybrid_score` — nashc's hybrid-aware zero-shot score.
+* `hybrid_score` — nashc's hybrid-aware zero-shot score (measured below the adder-count
+  prior and not better than NASWOT as its tie-break: kept as a score to compare, not the
+  default).
 * `naswot_score` — NASWOT (Mellor et al., 2021): log-determinant of the Hamming-similarity
   kernel of the ReLU activation patterns of the batch, summed over all ReLUs.
 * `synflow_score` — SynFlow (Tanaka et al., 2020): sum of |theta * dR/dtheta| for
@@ -36,8 +39,11 @@ not AdderNet's rescaled one, whose norm is the same constant for every adder lay
 Both terms are per-layer averages, so a network is not rewarded merely for having more
 layers or wider ones, and conv, shift and adder layers contribute on the same scale.
 
-Known limits: the score ranks architectures of one search space; its absolute value means
-nothing across spaces. Its quality is measured against trained accuracy in the benchmarks
+Known limits: the scores rank architectures of one search space; their absolute values
+mean nothing across spaces. NASWOT's log-determinant grows with the number of ReLU units
+(its kernel's diagonal), so it prefers wider networks (on the residual benchmark space,
+the parameter count alone ranks trained accuracy within adder-count groups with tau
++0.23, NASWOT +0.17). Its quality is measured against trained accuracy in the benchmarks
 (`bench/`), not assumed.
 """
 

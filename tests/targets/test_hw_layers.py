@@ -6,74 +6,26 @@ import math
 
 import numpy as np
 import pytest
+from helpers.hybrid_units import hybrid_reference, hybrid_unit
 from onnx import TensorProto, helper
 from qonnx.core.datatype import DataType
-from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
-from qonnx.util.basic import qonnx_make_model
 
 from nashc.dsl.errors import NashcError
 from nashc.passes.costmodel import lane_luts
-from nashc.targets.hw_layers import HLS_DOMAIN, register_hw_layers, shift_word_bits
-
-register_hw_layers()  # as nashc's functions do before handing graphs to FINN
+from nashc.targets.hw_layers import HLS_DOMAIN, shift_word_bits
 
 PART = "xcu250-figd2104-2L-e"
 MW, MH, NV = 12, 8, 3
 
 
-def _weights(kind: str, bits: int, rng: np.random.Generator) -> np.ndarray:
-    if kind == "adder":
-        return rng.integers(-(2 ** (bits - 1)), 2 ** (bits - 1), size=(MW, MH)).astype(float)
-    e = rng.integers(0, min(2 ** (bits - 1), 7), size=(MW, MH))  # keep 2^e small
-    sign = rng.choice([-1.0, 0.0, 1.0], size=(MW, MH))
-    return sign * np.exp2(e)
-
-
 def _node_model(kind: str, bits: int, pe: int, simd: int, thresholds: bool, seed: int = 0,
                 backend: str = "hls"):
-    rng = np.random.default_rng(seed)
-    idt = DataType[f"UINT{bits}"]
-    w = _weights(kind, bits, rng)
-    wdt = DataType[f"INT{shift_word_bits(w)}"] if kind == "shift" else DataType[f"INT{bits}"]
-    op = ("ShiftMVAU_" if kind == "shift" else "AdderMVAU_") + backend
-    ins = ["x", "w"]
-    odt = DataType["INT32"]
-    attrs = {}
-    if thresholds:
-        ins.append("t")
-        odt = DataType["UINT2"]
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, NV, MW])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, NV, MH])
-    domain = HLS_DOMAIN if backend == "hls" else HLS_DOMAIN.replace(".hls", ".rtl")
-    node = helper.make_node(op, ins, ["y"], domain=domain, backend="fpgadataflow",
-                            MW=MW, MH=MH, PE=pe, SIMD=simd, inputDataType=idt.name,
-                            weightDataType=wdt.name, outputDataType=odt.name,
-                            noActivation=0 if thresholds else 1, numInputVectors=[1, NV],
-                            name=op + "_0", **attrs)
-    model = ModelWrapper(qonnx_make_model(helper.make_graph([node], "g", [x], [y])))
-    model.set_initializer("w", w.astype(np.float32))
-    model.set_tensor_datatype("x", idt)
-    model.set_tensor_datatype("w", wdt)
-    inst = getCustomOp(model.graph.node[0])
-    lo, hi = inst.acc_range(w)
-    if thresholds:
-        t = np.sort(rng.integers(int(lo), int(hi) + 1, size=(MH, 3)), axis=1)
-        model.set_initializer("t", t.astype(np.float32))
-    inst.minimize_accumulator_width(model)
-    return model, w, (model.get_initializer("t") if thresholds else None)
-
-
-def _reference(kind: str, x: np.ndarray, w: np.ndarray, t: np.ndarray | None) -> np.ndarray:
-    x = x.astype(np.int64)
-    wi = w.astype(np.int64)
-    if kind == "adder":
-        acc = -np.abs(x[..., :, None] - wi[None, None]).sum(axis=-2)
-    else:
-        acc = x @ wi
-    if t is None:
-        return acc.astype(np.float64)
-    return (acc[..., None] >= t.astype(np.int64)[None, None]).sum(axis=-1).astype(np.float64)
+    """The unit of these tests: MW x MH, NV vectors, shift exponents below 7, UINT2
+    thresholds."""
+    return hybrid_unit(kind, bits, pe, simd, mw=MW, mh=MH, nv=NV,
+                       thresholds="uint2" if thresholds else None, seed=seed,
+                       backend=backend, max_exp=7)
 
 
 @pytest.mark.parametrize("kind", ["shift", "adder"])
@@ -88,7 +40,7 @@ def test_execute_node_matches_numpy(kind, bits, pe, simd, thresholds):
     if t is not None:
         ctx["t"] = t
     getCustomOp(model.graph.node[0]).execute_node(ctx, model.graph)
-    ref = _reference(kind, x, w, t)
+    ref = hybrid_reference(kind, x, w, t)
     np.testing.assert_array_equal(ctx["y"], ref)
     # and the result spans more than one value (a test that can fail)
     assert len(np.unique(ref)) > 1
@@ -101,7 +53,7 @@ def test_accumulator_range_is_exact(kind):
     lo, hi = inst.acc_range(w)
     rng = np.random.default_rng(3)
     xs = rng.integers(0, 16, size=(2000, MW))
-    acc = _reference(kind, xs[None], w, None)
+    acc = hybrid_reference(kind, xs[None], w, None)
     assert acc.min() >= lo and acc.max() <= hi
     adt = DataType[inst.get_nodeattr("accDataType")]
     assert adt.allowed(lo) and adt.allowed(hi)

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
+from helpers.hybrid_units import hybrid_unit
+from onnx import helper
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.util.basic import qonnx_make_model
 
 from nashc.dsl.errors import NashcError
-from nashc.targets.hw_layers import HLS_DOMAIN, HW_DOMAIN, register_hw_layers, shift_word_bits
 from nashc.targets.rtl.generate import (
     _code_words,
     hw_thresholds,
@@ -22,53 +22,6 @@ from nashc.targets.rtl.generate import (
 )
 
 PART = "xcu250-figd2104-2L-e"
-
-register_hw_layers()  # as nashc's functions do before handing graphs to FINN
-
-
-def _weights(kind: str, bits: int, mw: int, mh: int, rng: np.random.Generator) -> np.ndarray:
-    if kind == "adder":
-        return rng.integers(-(2 ** (bits - 1)), 2 ** (bits - 1), size=(mw, mh)).astype(float)
-    # exponents of DeepShift weights of `bits` bits, kept small (trained layers use few)
-    e = rng.integers(0, min(2 ** (bits - 1) - 1, 9), size=(mw, mh))
-    sign = rng.choice([-1.0, 0.0, 1.0], size=(mw, mh))
-    return sign * np.exp2(e)
-
-
-def node_model(kind: str, bits: int, pe: int, simd: int, mw: int, mh: int,
-               thresholds: bool, signed_x: bool = False, nv: int = 3, seed: int = 0,
-               op_suffix: str = "_hls") -> tuple[ModelWrapper, np.ndarray, np.ndarray | None]:
-    """One hybrid unit (x: (1, nv, mw) -> y: (1, nv, mh)) with random integer weights."""
-    rng = np.random.default_rng(seed)
-    idt = DataType[f"INT{bits}" if signed_x else f"UINT{bits}"]
-    w = _weights(kind, bits, mw, mh, rng)
-    wdt = DataType[f"INT{shift_word_bits(w)}"] if kind == "shift" else DataType[f"INT{bits}"]
-    base = "ShiftMVAU" if kind == "shift" else "AdderMVAU"
-    op = base + op_suffix
-    domain = {"": HW_DOMAIN, "_hls": HLS_DOMAIN}.get(op_suffix, HW_DOMAIN + ".rtl")
-    ins = ["x", "w"] + (["t"] if thresholds else [])
-    odt = DataType["INT3"] if thresholds else DataType["INT32"]
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, nv, mw])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, nv, mh])
-    node = helper.make_node(op, ins, ["y"], domain=domain, backend="fpgadataflow",
-                            MW=mw, MH=mh, PE=pe, SIMD=simd, inputDataType=idt.name,
-                            weightDataType=wdt.name, outputDataType=odt.name,
-                            noActivation=0 if thresholds else 1, numInputVectors=[1, nv],
-                            ActVal=-4 if thresholds else 0, name=op + "_0")
-    model = ModelWrapper(qonnx_make_model(helper.make_graph([node], "g", [x], [y])))
-    model.set_initializer("w", w.astype(np.float32))
-    model.set_tensor_datatype("x", idt)
-    model.set_tensor_datatype("w", wdt)
-    inst = getCustomOp(model.graph.node[0])
-    lo, hi = inst.acc_range(w)
-    t = None
-    if thresholds:
-        # 7 thresholds per channel (INT3 output = -4 + count), some outside the range
-        t = np.sort(rng.integers(int(lo) - 2, int(hi) + 3, size=(mh, 7)), axis=1)
-        t = t + rng.choice([0.0, 0.5], size=t.shape)  # non-integers round up
-        model.set_initializer("t", t.astype(np.float32))
-    inst.minimize_accumulator_width(model)
-    return model, w, t
 
 
 def python_execution(model: ModelWrapper, x: np.ndarray) -> np.ndarray:
@@ -104,7 +57,7 @@ def _random_x(model: ModelWrapper, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("bits", [2, 4, 8])
 def test_shift_code_words_decode_to_the_weights(bits):
-    model, w, _ = node_model("shift", bits, 2, 3, 12, 8, False)
+    model, w, _ = hybrid_unit("shift", bits, 2, 3)
     p, _ = _params(model, "shift")
     words = _code_words(p, w)
     assert words.max() < 2 ** p.wbits
@@ -126,7 +79,7 @@ def test_pack_unpack_roundtrip():
 
 
 def test_generator_errors_name_the_node():
-    model, w, _ = node_model("shift", 4, 1, 1, 12, 8, False)
+    model, w, _ = hybrid_unit("shift", 4, 1, 1)
     inst = getCustomOp(model.graph.node[0])
     attrs = {n: inst.get_nodeattr(n) for n in ("MW", "MH", "PE", "SIMD", "inputDataType",
                                                "weightDataType", "outputDataType",
@@ -139,7 +92,7 @@ def test_generator_errors_name_the_node():
         mvau_params("shift", {**attrs, "weightDataType": "INT2"}, w, None, "layer7")
     with pytest.raises(NashcError, match="does not fit outputDataType"):
         mvau_params("shift", {**attrs, "outputDataType": "INT4"}, w, None, "layer7")
-    rmodel, _, _ = node_model("adder", 4, 1, 1, 12, 8, False, op_suffix="_rtl")
+    rmodel, _, _ = hybrid_unit("adder", 4, 1, 1, backend="rtl")
     rinst = getCustomOp(rmodel.graph.node[0])
     rinst.set_nodeattr("mem_mode", "external")
     with pytest.raises(NashcError, match="mem_mode='external'"):
@@ -147,7 +100,7 @@ def test_generator_errors_name_the_node():
 
 
 def test_hw_thresholds_are_exact_for_integer_accumulators():
-    model, w, t = node_model("adder", 4, 2, 3, 12, 8, True)
+    model, w, t = hybrid_unit("adder", 4, 2, 3, thresholds="int3")
     p, _ = _params(model, "adder")
     thr = hw_thresholds(p, t, w, DataType["UINT4"])
     lo, hi = getCustomOp(model.graph.node[0]).acc_range(w)
@@ -175,7 +128,8 @@ LEVEL4_CASES = [
 def test_rtl_equals_python_execution(tmp_path, kind, bits, pe, simd, mw, mh, thr, signed_x):
     from nashc.targets.rtl.sim import simulate_mvau
 
-    model, w, t = node_model(kind, bits, pe, simd, mw, mh, thr, signed_x)
+    model, w, t = hybrid_unit(kind, bits, pe, simd, mw=mw, mh=mh,
+                              thresholds="int3" if thr else None, signed_x=signed_x)
     x = _random_x(model, seed=1)
     ref = python_execution(model, x).reshape(-1, mh)
     assert len(np.unique(ref)) > 1
@@ -206,7 +160,7 @@ def test_finn_specialize_prepareip_rtlsim(tmp_path):
     from nashc.targets.finn_env import finn_workspace
 
     for kind in ("shift", "adder"):
-        model, _, _ = node_model(kind, 4, 2, 3, 12, 8, True, op_suffix="")
+        model, _, _ = hybrid_unit(kind, 4, 2, 3, thresholds="int3", backend="")
         x = _random_x(model, seed=2)
         with finn_workspace(tmp_path / kind):
             model = model.transform(SpecializeLayers(PART))
@@ -245,7 +199,7 @@ def test_design_rtl_folder_simulates_as_written(tmp_path):
     from nashc.targets.rtl.level4 import write_design_rtl
     from nashc.targets.rtl.sim import build, run_stream
 
-    model, w, _ = node_model("adder", 4, 2, 3, 12, 8, True, op_suffix="_rtl")
+    model, w, _ = hybrid_unit("adder", 4, 2, 3, thresholds="int3", backend="rtl")
     (d,) = write_design_rtl(model, tmp_path / "rtl")
     index = json.loads((tmp_path / "rtl" / "layers.json").read_text())
     assert index[0]["layer"] == "AdderMVAU_rtl_0" and index[0]["params"]["pe"] == 2
