@@ -54,6 +54,8 @@ __all__ = [
     "ShapeScalarBiasQuantParams",
     "RemoveWideningTruncShift",
     "MoveTransposeToGraphEnd",
+    "AbsorbReshapeTransposeIntoFc",
+    "UnsqueezeToReshape",
     "is_1d",
     "step_pre_streamline_1d",
 ]
@@ -115,7 +117,8 @@ class UnsupportedNodesError(NashcError):
     why FINN refused it (what FINN only logs, or what nashc found)."""
 
     def __init__(self, nodes: Sequence[tuple[str, str]], where: str,
-                 reasons: dict[str, str] | None = None, notes: Sequence[str] = ()) -> None:
+                 reasons: dict[str, str] | None = None, notes: Sequence[str] = (),
+                 hint: str = "") -> None:
         self.nodes = list(nodes)
         self.reasons = dict(reasons or {})
         listed = ", ".join(f"{name} ({op})" for name, op in self.nodes)
@@ -127,6 +130,8 @@ class UnsupportedNodesError(NashcError):
             text += "\n" + "\n".join(why)
         if notes:
             text += "\n" + "\n".join(f"  FINN: {n}" for n in notes)
+        if hint:
+            text += "\n" + hint
         super().__init__(text)
 
 
@@ -319,6 +324,108 @@ class MoveTransposeToGraphEnd(Transformation):
 
                 model = model.transform(InferShapes())
                 return model.transform(InferDataTypes()), True
+        return model, False
+
+
+class UnsqueezeToReshape(Transformation):
+    """An `Unsqueeze`/`Squeeze` of a statically shaped tensor is a `Reshape` to its output
+    shape; as one, it goes through qonnx's `Change3DTo4DTensors` (1-D networks) and
+    `AbsorbReshapeTransposeIntoFc` (an fc layer's ``(N, L)`` output unsqueezed to one
+    channel for a 1-D conv)."""
+
+    def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
+        import numpy as np
+        from onnx import helper
+
+        for i, node in enumerate(model.graph.node):
+            if node.op_type not in ("Unsqueeze", "Squeeze") or node.domain not in ("", "ai.onnx"):
+                continue
+            oshape = model.get_tensor_shape(node.output[0])
+            if oshape is None or any(not isinstance(d, int) or d <= 0 for d in oshape):
+                continue
+            shape_name = model.make_new_valueinfo_name()
+            model.set_initializer(shape_name, np.asarray(oshape, dtype=np.int64))
+            new = helper.make_node("Reshape", [node.input[0], shape_name], list(node.output),
+                                   name=node.name)
+            new.doc_string = node.doc_string  # the user's name (see _tag_source_names)
+            model.graph.node.insert(i, new)
+            model.graph.node.remove(node)
+            return model, True
+        return model, False
+
+
+class AbsorbReshapeTransposeIntoFc(Transformation):
+    """The mirror of FINN's `RemoveCNVtoFCFlatten` for an fc layer feeding a conv: an fc
+    output ``(N, K)`` reshaped to a feature map (``(N, C, H, W)``; a 1-D conv's
+    ``(N, C, L, 1)`` after `Change3DTo4DTensors`) and transposed (to NHWC for the lowered
+    conv, or any permutation that keeps the batch axis) becomes the fc layer writing the
+    transposed order itself: the `MatMul`'s weight columns, and the per-channel
+    parameters of the `MultiThreshold`/`Mul`/`Add` between it and the `Reshape`, are
+    permuted (for NHWC, ``k = c*H*W + h*W + w`` moves to ``(h*W + w)*C + c``), the
+    `Reshape` gives the transposed shape and the `Transpose` is removed. On the stream
+    the `Reshape` is then a pass-through (FINN's `Reshape` layer), where FINN's
+    `InferShuffle` would have made the Reshape + Transpose a `Shuffle` that its
+    `SpecializeLayers` does not specialise.
+    """
+
+    def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
+        import numpy as np
+        from qonnx.util.basic import get_by_name
+
+        for tr in model.get_nodes_by_op_type("Transpose"):
+            attr = get_by_name(tr.attribute, "perm")
+            rs = model.find_producer(tr.input[0])
+            if attr is None or rs is None or rs.op_type != "Reshape" or \
+                    model.is_fork_node(rs):
+                continue
+            perm = [int(p) for p in attr.ints]
+            ishape = model.get_tensor_shape(rs.input[0])
+            oshape = model.get_tensor_shape(rs.output[0])
+            if ishape is None or oshape is None or len(ishape) != 2 or \
+                    len(oshape) != len(perm) or perm[0] != 0:
+                continue
+            k = int(ishape[1])
+            if int(np.prod(oshape[1:])) != k or int(ishape[0]) != int(oshape[0]):
+                continue
+            # walk back to the MatMul through single-consumer per-channel ops
+            chain = []
+            node = model.find_producer(rs.input[0])
+            while node is not None and not model.is_fork_node(node) and \
+                    node.op_type in ("MultiThreshold", "Mul", "Add"):
+                chain.append(node)
+                node = model.find_producer(node.input[0])
+            if node is None or node.op_type != "MatMul" or model.is_fork_node(node) or \
+                    model.get_initializer(node.input[1]) is None:
+                continue
+            inner = [int(d) for d in oshape[1:]]
+            order = np.arange(k).reshape(inner).transpose([p - 1 for p in perm[1:]])
+            order = order.reshape(-1)
+            params = []
+            for op in chain:
+                p = model.get_initializer(op.input[1])
+                if p is None:
+                    break
+                p = np.asarray(p)
+                if op.op_type == "MultiThreshold":
+                    if p.shape[0] == k:
+                        params.append((op.input[1], p[order]))
+                    elif p.shape[0] != 1:
+                        break
+                elif p.size == k:
+                    params.append((op.input[1], p.reshape(-1)[order].reshape(p.shape)))
+                elif p.size != 1:
+                    break
+            else:
+                wts = np.asarray(model.get_initializer(node.input[1]))
+                model.set_initializer(node.input[1], wts[:, order])
+                for name, p in params:
+                    model.set_initializer(name, p)
+                new_shape = [int(oshape[0])] + [inner[p - 1] for p in perm[1:]]
+                model.set_initializer(rs.input[1], np.asarray(new_shape, dtype=np.int64))
+                rs.output[0] = tr.output[0]
+                model.graph.node.remove(tr)
+                model.set_tensor_shape(rs.output[0], new_shape)
+                return model, True
         return model, False
 
 
@@ -688,6 +795,7 @@ def step_streamline(model: ModelWrapper, residual: bool) -> ModelWrapper:
     from qonnx.transformation.infer_datatypes import InferDataTypes
     from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 
+    model = model.transform(UnsqueezeToReshape())
     if is_1d(model):
         model = step_pre_streamline_1d(model)
     model = model.transform(absorb.AbsorbScalarBiasIntoMultiThreshold())
@@ -698,6 +806,7 @@ def step_streamline(model: ModelWrapper, residual: bool) -> ModelWrapper:
         _check_no_padded_bipolar_conv(model)
         model = model.transform(LowerConvsToMatMul())
         model = absorb_layout_transposes(model, residual)
+        model = _apply(model, AbsorbReshapeTransposeIntoFc(), "streamline")
     if _has_bipolar_matmul(model):
         # thresholds on integer (bipolar dot product) inputs rounded up to integers first:
         # the XNOR conversion adds -N (the dot product is 2 x popcount - N) in front of
@@ -883,11 +992,53 @@ def step_convert_to_hw(model: ModelWrapper) -> ModelWrapper:
     model = model.transform(InferDataLayouts())
     model = model.transform(InferDataTypes())
     model = model.transform(InferShapes())
-    # FINN's step runs InferReshape here; in finn-plus 1.6.1 it moves the Reshape into
-    # the domain finn.custom_op.fpgadataflow, where no `Reshape` op is registered, and
-    # crashes (KeyError). Skipped: static Reshapes at the graph's ends stay on the
-    # host (as in FINN's TFC example), one between layers is reported as unsupported.
+    # FINN's step runs InferReshape on every Reshape; static Reshapes at the graph's ends
+    # stay on the host here (as in FINN's TFC example), one between hardware layers (an
+    # fc layer feeding a conv, see AbsorbReshapeTransposeIntoFc) becomes FINN's
+    # pass-through `Reshape` layer
+    model = infer_inner_reshapes(model)
     model = when(model, ["Transpose"], InferShuffle(_shuffle_filter))
+    return model
+
+
+def infer_inner_reshapes(model: ModelWrapper) -> ModelWrapper:
+    """FINN's `InferReshape` for the static `Reshape`s between two hardware layers (its
+    conversion, restricted to those): a pass-through `Reshape` layer with `inp_shape`,
+    `out_shape` and `dtype`; Reshapes at the graph's ends stay on the host."""
+    import finn.custom_op.fpgadataflow.reshape  # noqa: F401  registers FINN's Reshape layer
+    import numpy as np
+    from finn.util.basic import getHWCustomOp
+    from qonnx.transformation.infer_datatypes import InferDataTypes
+    from qonnx.transformation.infer_shapes import InferShapes
+    from qonnx.util.basic import remove_by_name
+
+    changed = False
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or node.domain == "finn.custom_op.fpgadataflow":
+            continue
+        producer = model.find_producer(node.input[0])
+        consumers = model.find_consumers(node.output[0]) or []
+        if producer is None or not is_fpgadataflow_node(producer) or not consumers or \
+                not all(is_fpgadataflow_node(c) for c in consumers):
+            continue
+        target = model.get_initializer(node.input[1])
+        ishape = model.get_tensor_shape(node.input[0])
+        oshape = model.get_tensor_shape(node.output[0])
+        if target is None or ishape is None or oshape is None or \
+                int(np.prod(ishape)) != int(np.prod(oshape)):
+            continue
+        node.domain = "finn.custom_op.fpgadataflow"
+        inst = getHWCustomOp(node)
+        inst.set_nodeattr("backend", "fpgadataflow")
+        remove_by_name(node.attribute, "allowzero")
+        inst.set_nodeattr("inp_shape", [int(d) for d in ishape])
+        inst.set_nodeattr("out_shape", [int(d) for d in oshape])
+        inst.set_nodeattr("dtype", model.get_tensor_datatype(node.input[0]).name)
+        node.input.pop(1)
+        changed = True
+    if changed:
+        model = model.transform(InferShapes())
+        model = model.transform(InferDataTypes())
     return model
 
 
@@ -1177,8 +1328,21 @@ def _check_specialized(model: ModelWrapper) -> None:
         raise UnsupportedNodesError(
             [(_source_name(n), n.op_type) for n in bad],
             "in the dataflow partition not specialised to HLS/RTL",
-            {_source_name(n): f"FINN's SpecializeLayers has no HLS/RTL variant of "
-             f"{n.op_type} for these attributes" for n in bad})
+            {_source_name(n): "a Transpose (with the Reshapes around it) between hardware "
+             "layers that reorders the stream (FINN's Shuffle layer)" if n.op_type == "Shuffle"
+             else f"FINN's SpecializeLayers has no HLS/RTL variant of {n.op_type} for these "
+             "attributes" for n in bad},
+            hint=_SHUFFLE_HINT if any(n.op_type == "Shuffle" for n in bad) else "")
+
+
+#: why a `Shuffle` (a Transpose, with the Reshapes around it, between hardware layers)
+#: is refused
+_SHUFFLE_HINT = (
+    "nashc does not run FINN's transpose decomposition (InnerShuffle/OuterShuffle layers), "
+    "so a reorder of the stream between layers is not lowered. Lowered are: the layout "
+    "transposes FINN absorbs, transposes at the graph's start or end (left on the host), "
+    "and an fc layer's output reshaped (and transposed) for a conv when only its "
+    "activation lies between them (the fc then writes the conv's order)")
 
 
 # --- driver ------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["export", "calibrated", "small_resnet", "vgg1d", "int32_bias_net", "fc_tail_net",
-           "conv_feature_map_net", "bnn_pynq"]
+           "conv_feature_map_net", "bnn_pynq", "fc_to_conv",
+           "transposed_conv_input_net"]
 
 
 def calibrated(module: Any, shape: tuple[int, ...], seed: int = 0, batches: int = 3) -> Any:
@@ -237,3 +238,77 @@ def conv_feature_map_net(channels: int = 8, out_channels: int = 4, per_channel: 
 
     torch.manual_seed(0)
     return calibrated(Net(), (1, 3, 8, 8))
+
+
+def fc_to_conv(dims: int = 1, channels: int = 4, length: int = 16, wbits: int = 4,
+               abits: int = 4, how: str = "reshape") -> Any:
+    """An fc layer whose output is reshaped to a feature map and convolved (a RadioML- or
+    decoder-style net): 8-bit input of 32 features, QuantLinear-BN-QuantReLU to
+    `channels` x `length` (x `length` when `dims` is 2), reshaped (`how` "reshape":
+    ``x.reshape(N, C, L)``; "unsqueeze", 1-D only: one channel, ``x.unsqueeze(1)``; "permute", 1-D only:
+    ``x.reshape(N, L, C).transpose(1, 2)``), a
+    QuantConv{dims}d k3 pad 1 with BN-QuantReLU, flatten and an 8-bit QuantLinear head
+    of 6 classes. Input shape (1, 32)."""
+    import brevitas.nn as qnn
+    import torch
+    from torch import nn
+
+    c = 1 if how == "unsqueeze" else channels
+    spatial = (length,) * dims
+    size = c * length ** dims
+    conv = qnn.QuantConv1d if dims == 1 else qnn.QuantConv2d
+    bn = nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d
+
+    class FcToConv(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inp = qnn.QuantIdentity(bit_width=8, return_quant_tensor=True)
+            self.fc = qnn.QuantLinear(32, size, bias=False, weight_bit_width=wbits)
+            self.bn0 = nn.BatchNorm1d(size)
+            self.relu0 = qnn.QuantReLU(bit_width=abits, return_quant_tensor=True)
+            self.conv = conv(c, 8, 3, padding=1, bias=False, weight_bit_width=wbits)
+            self.bn1 = bn(8)
+            self.relu1 = qnn.QuantReLU(bit_width=abits, return_quant_tensor=True)
+            self.head = qnn.QuantLinear(8 * length ** dims, 6, bias=False,
+                                        weight_bit_width=8)
+
+        def forward(self, x: Any) -> Any:
+            x = self.relu0(self.bn0(self.fc(self.inp(x))))
+            if how == "unsqueeze":  # QuantTensor has no unsqueeze: on its value (1-D)
+                x = torch.unsqueeze(x.value, 1)
+            elif how == "permute":  # channels last in the fc output, then moved (1-D)
+                x = torch.transpose(x.value.reshape(x.shape[0], length, c), 1, 2)
+            else:
+                x = x.reshape(x.shape[0], c, *spatial)
+            x = self.relu1(self.bn1(self.conv(x)))
+            return self.head(torch.flatten(x, 1))
+
+    torch.manual_seed(0)
+    return calibrated(FcToConv(), (1, 32))
+
+
+def transposed_conv_input_net() -> Any:
+    """Two QuantConv2d k3 pad 1 on a 2 x 4 x 8 input with the feature map's H and W
+    swapped between them (``torch.transpose(x, 2, 3)``, node `Transpose_0` after qonnx's
+    cleanup), flatten and an 8-bit QuantLinear head: a reorder of the stream between
+    hardware layers (FINN's Shuffle)."""
+    import brevitas.nn as qnn
+    import torch
+    from torch import nn
+
+    class TransposedConvInput(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inp = qnn.QuantIdentity(bit_width=8, return_quant_tensor=True)
+            self.c0 = qnn.QuantConv2d(2, 4, 3, padding=1, bias=False, weight_bit_width=4)
+            self.r0 = qnn.QuantReLU(bit_width=4, return_quant_tensor=True)
+            self.c1 = qnn.QuantConv2d(4, 4, 3, padding=1, bias=False, weight_bit_width=4)
+            self.r1 = qnn.QuantReLU(bit_width=4, return_quant_tensor=True)
+            self.fc = qnn.QuantLinear(4 * 8 * 4, 6, bias=False, weight_bit_width=8)
+
+        def forward(self, x: Any) -> Any:
+            x = torch.transpose(self.r0(self.c0(self.inp(x))).value, 2, 3)
+            return self.fc(torch.flatten(self.r1(self.c1(x)), 1))
+
+    torch.manual_seed(0)
+    return calibrated(TransposedConvInput(), (1, 2, 4, 8))
