@@ -94,6 +94,12 @@ def _err(message: str, pos: Pos | None, expected: str | None = None) -> NashSour
     return NashSourceError(message, pos, expected)
 
 
+#: said where a K x K window does not fit a map one pixel high or wide
+_NO_1D = ("; kernels and pools are square (K x K) in the language, so 1-D convolutions "
+          "and pools (k x 1) are not expressible: load a 1-D model with "
+          '`network NAME from "model.onnx"`')
+
+
 def _vpos(stmt: object, key: str) -> Pos | None:
     """The position of one value of a statement, else of the statement."""
     vp = getattr(stmt, "value_pos", None) or {}
@@ -148,7 +154,8 @@ class _Resolver:
         ow = (w + 2 * pad - kernel) // stride + 1
         if h + 2 * pad < kernel or w + 2 * pad < kernel or oh <= 0 or ow <= 0:
             raise _err(f"kernel {kernel} of '{name}' is bigger than its (padded) input "
-                       f"{h + 2 * pad}x{w + 2 * pad}", _vpos(stmt, "kernel"))
+                       f"{h + 2 * pad}x{w + 2 * pad}" + (_NO_1D if (h == 1) != (w == 1) else ""),
+                       _vpos(stmt, "kernel"))
         return (out, oh, ow)
 
     def conv(self, stmt: ConvStmt, name: str, shape: Shape) -> Shape:
@@ -207,8 +214,8 @@ class _Resolver:
         stride = kernel if stmt.stride is None else stmt.stride
         self._positive(stmt, "stride", stride)
         if kernel > h or kernel > w:
-            raise _err(f"pool kernel {kernel} of '{name}' is bigger than its input {h}x{w}",
-                       _vpos(stmt, "kernel"))
+            raise _err(f"pool kernel {kernel} of '{name}' is bigger than its input {h}x{w}"
+                       + (_NO_1D if (h == 1) != (w == 1) else ""), _vpos(stmt, "kernel"))
         out = (c, (h - kernel) // stride + 1, (w - kernel) // stride + 1)
         self.layers.append(ResolvedLayer(name, "pool", shape, out, pos, kernel=kernel,
                                          stride=stride, pad=0, mode=stmt.mode))

@@ -279,6 +279,16 @@ class _Builder(Transformer[Token, Any]):
         dims = shape_tok.value.split("x")
         if any(len(d) > _MAX_DIGITS for d in dims):
             raise self._err(f"shape {shape_tok.value} is too large", self._pos(shape_tok))
+        if len(dims) != 3:
+            raise self._err(
+                f"unexpected input shape {shape_tok.value} ({len(dims)} dims): the language "
+                "declares C x H x W inputs (e.g. 3x32x32)"
+                + (": 1-D signals (C x L) and 1-D convolutions are not supported (kernels "
+                   "and pools are square K x K, so `input "
+                   f"{dims[0]}x1x{dims[1]}` would give K x K convs over a 1-pixel-high "
+                   "map, not 1-D convs); load a 1-D model with "
+                   '`network NAME from "model.onnx"`' if len(dims) == 2 else ""),
+                self._pos(shape_tok), "a shape CxHxW such as 3x32x32")
         c, h, w = (int(d) for d in dims)
         spec = InputSpec(c, h, w, self._dtype(dtype_tok), pos,
                          value_pos={"shape": self._pos(shape_tok),
