@@ -273,6 +273,18 @@ def _check_dtype(dtype: DType | None, pos: Pos | None) -> None:
         raise _err(f"unknown datatype '{dtype.name}'", pos, "one of " + ", ".join(DTYPE_NAMES))
 
 
+#: why 1-bit unsigned layer datatypes are refused in a declared network
+UINT1_REASON = ("Brevitas exports every 1-bit quantizer as a BipolarQuant (-1/+1) whatever "
+                "its sign, so a 0/1 {what} cannot reach FINN as 0/1")
+
+
+def _check_not_uint1(dtype: DType | None, what: str, pos: Pos | None) -> None:
+    if dtype is not None and not dtype.bipolar and not dtype.signed and dtype.bits == 1:
+        raise _err(f"uint1 {what} are not supported in a declared network: "
+                   + UINT1_REASON.format(what=what.rstrip("s")), pos,
+                   "bipolar (a sign, -1/+1) or uint2 .. uint8")
+
+
 def _check_dtypes(stmts: Iterable[LayerStmt]) -> None:
     for stmt in stmts:
         if isinstance(stmt, RepeatStmt):
@@ -280,6 +292,8 @@ def _check_dtypes(stmts: Iterable[LayerStmt]) -> None:
         elif isinstance(stmt, ConvStmt | FcStmt | BlockStmt):
             _check_dtype(stmt.weights, _vpos(stmt, "weights"))
             _check_dtype(stmt.activations, _vpos(stmt, "activations"))
+            _check_not_uint1(stmt.weights, "weights", _vpos(stmt, "weights"))
+            _check_not_uint1(stmt.activations, "activations", _vpos(stmt, "activations"))
 
 
 def resolve_network(net: Network) -> ResolvedNetwork:
@@ -300,10 +314,13 @@ def resolve_network(net: Network) -> ResolvedNetwork:
         # images; a +-1 input has neither (a loaded BNN-PYNQ model may have one)
         raise _err("a bipolar network input is not supported in a declared network",
                    _vpos(spec, "dtype"),
-                   "an integer input datatype such as uint1 or uint8 (a model with a "
+                   "an integer input datatype such as uint2 or uint8 (a model with a "
                    "bipolar input can be loaded with `network NAME from \"model.onnx\"`)")
     _check_dtype(net.weights, _vpos(net, "weights"))
     _check_dtype(net.activations, _vpos(net, "activations"))
+    _check_not_uint1(spec.dtype, "inputs", _vpos(spec, "dtype"))
+    _check_not_uint1(net.weights, "weights", _vpos(net, "weights"))
+    _check_not_uint1(net.activations, "activations", _vpos(net, "activations"))
     _check_dtypes(net.layers)
     if not net.layers:
         raise _err(f"network '{net.name}' has no layers", net.pos,
@@ -552,11 +569,14 @@ def compute_choices(space: Space | None, net: ResolvedNetwork
                        "kernel is an untrained layer", rule.pos,
                        "op, width, wbits or abits (declare the network to search kernels)")
         options = _check_options(rule.dim, rule.options, rule.option_pos, rule.pos)
-        if imported and rule.dim == "abits" and 1 in options:
+        if rule.dim == "abits" and 1 in options:
             i = options.index(1)
-            raise _err("a network loaded with `from` keeps its Quant nodes, which take 2 to 8 "
-                       "bits: abits 1 is not possible", rule.option_pos[i]
-                       if i < len(rule.option_pos) else rule.pos, "a number from 2 to 8")
+            why = ("a network loaded with `from` keeps its Quant nodes, which take 2 to 8 "
+                   "bits: abits 1 is not possible" if imported else
+                   "abits 1 (uint1 activations) is not supported: "
+                   + UINT1_REASON.format(what="activation"))
+            raise _err(why, rule.option_pos[i] if i < len(rule.option_pos) else rule.pos,
+                       "a number from 2 to 8")
         if imported and rule.dim == "width" and any(float(o) > 1 for o in options):
             raise _err("a network loaded with `from` can only be narrowed: width options "
                        "must be at most 1", rule.pos, "multipliers such as 0.5 or 1.0")
