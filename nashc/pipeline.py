@@ -137,6 +137,13 @@ def step_parse(state: CompileState) -> None:
     state.seed = state.opts.seed if state.opts.seed is not None else (
         search.seed if search is not None else 0)
     state.source = network_source(program)
+    if program.network.source is not None:
+        from nashc.imported import LoadedNetwork
+        from nashc.runtime.load import load_notes
+
+        assert isinstance(state.source, LoadedNetwork)
+        for note in load_notes(state.source.base()):  # as estimate and verify print them
+            state.progress.message(f"note: {note}")
 
 
 def _hardware(state: CompileState) -> CoarseHardware:

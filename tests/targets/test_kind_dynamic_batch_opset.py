@@ -112,3 +112,38 @@ def test_in_memory_opset9_graph_runs_in_onnxruntime(tmp_path: Path) -> None:
     x = random_inputs(model, 1)
     name = model.graph.output[0].name
     assert (run_qonnx(model, x)[name] == run_onnxruntime(model, x)[name]).all()
+
+
+COMPILE_NASH = """network net from "{model}"
+space {{
+  wbits * in {{2, 4}}
+}}
+hardware {{
+  target u250
+  clock 200 MHz
+}}
+search {{
+  metric fidelity batch 4
+  strategy random samples 2
+  keep pareto 1
+  seed 0
+}}
+"""
+
+
+def test_compile_prints_the_load_notes_unless_quiet(tmp_path: Path) -> None:
+    """`compile` on a `network ... from` file prints what loading changed ("note: ...",
+    as estimate and verify do), except with --quiet."""
+    path = _export(tmp_path, "fc", {"dynamic_batch": True, "opset": 10})
+    src = tmp_path / "net.nash"
+    src.write_text(COMPILE_NASH.format(model=path.name))
+    runner = CliRunner()
+    res = runner.invoke(cli, ["compile", str(src), "-o", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    notes = [line for line in res.output.splitlines() if "note: " in line and "fc.onnx: " in line]
+    assert any("dynamic batch axis" in n and "fixed to 1" in n for n in notes), res.output
+    assert any(f"converted to {MIN_OPSET}" in n for n in notes), res.output
+    res = runner.invoke(cli, ["compile", str(src), "-o", str(tmp_path / "out2"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "fc.onnx: " not in res.output
+    assert "dynamic batch axis" not in res.output
