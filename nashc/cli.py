@@ -111,6 +111,7 @@ def check(file: Path) -> None:
     if program.network.source is not None:
         from nashc.imported import load_source
 
+        _quiet_libraries()  # the loaded model runs through qonnx and onnxruntime
         # read whole, run once, every space option applied to the graph once
         load_source(program)
     print_summary(program)
