@@ -24,7 +24,8 @@ with ``ray start --head`` and the workers with ``ray start --address HEAD:6379``
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Protocol
 
 __all__ = ["Executor", "LocalExecutor", "RayExecutor", "ExecutorError", "make_executor",
@@ -135,6 +136,64 @@ class LocalExecutor:
         self._shutdown()
 
 
+class _Captured:
+    def __init__(self, file: Any) -> None:
+        self.file = file
+
+    def text(self) -> str:
+        self.file.seek(0)
+        return str(self.file.read().decode("utf-8", "replace"))
+
+
+@contextmanager
+def _stderr_captured() -> Iterator[_Captured]:
+    """File descriptor 2 goes to a temporary file meanwhile: Ray's C++ core prints notices
+    there while it starts ("Token authentication is enabled for this Ray cluster ..."),
+    which are not the nashc user's business; on a failed start the caller quotes them."""
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield _Captured(tmp)
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+@contextmanager
+def _not_captured() -> Iterator[_Captured]:
+    import io
+
+    yield _Captured(io.BytesIO())
+
+
+@contextmanager
+def _sigint_deferred() -> Iterator[list[bool]]:
+    """SIGINT (Ctrl-C) is recorded meanwhile instead of raising KeyboardInterrupt: the
+    yielded list holds True once one arrived. Outside the main thread, nothing changes."""
+    import signal
+
+    got: list[bool] = []
+
+    def record(signum: int, frame: Any) -> None:
+        got.append(True)
+
+    try:
+        old = signal.signal(signal.SIGINT, record)
+    except ValueError:  # not the main thread
+        yield got
+        return
+    try:
+        yield got
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 _RAY_FN_CACHE: dict[str, Callable[[Any], Any]] = {}
 _RAY_SETUP = False
 
@@ -185,11 +244,29 @@ class RayExecutor:
                 kw["num_cpus"] = num_cpus or os.cpu_count() or 1
             else:
                 kw["address"] = address
-            try:
-                ray.init(**kw)
-            except Exception as err:  # ray raises ConnectionError, RuntimeError, ...
-                where = f"the Ray cluster at {address}" if address else "a local Ray"
-                raise ExecutorError(f"cannot start {where}: {err}") from err
+            # a local Ray: its start-up notices are not printed and a Ctrl-C waits for
+            # the start to finish (seconds; see below). Connecting to a cluster starts no
+            # process here, so Ray's connection retries stay visible and interruptible
+            local = address is None
+            capture: AbstractContextManager[_Captured] = (
+                _stderr_captured() if local else _not_captured())
+            defer: AbstractContextManager[list[bool]] = (
+                _sigint_deferred() if local else nullcontext([]))
+            with capture as captured, defer as interrupted:
+                try:
+                    ray.init(**kw)
+                except Exception as err:  # ray raises ConnectionError, RuntimeError, ...
+                    where = f"the Ray cluster at {address}" if address else "a local Ray"
+                    said = captured.text().strip().splitlines()[-3:]
+                    raise ExecutorError(f"cannot start {where}: {err}"
+                                        + "".join(f"\n  Ray: {line}" for line in said)) \
+                        from err
+            if interrupted:
+                # Ctrl-C while Ray started: its processes (GCS, raylet, agents) exist now,
+                # so stop them before stopping (interrupted inside ray.init, Ray would not
+                # know the ones it had started, and its agents outlived the run)
+                ray.shutdown()
+                raise KeyboardInterrupt
             self._owns = True
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self._task = ray.remote(num_cpus=1)(_ray_call)
