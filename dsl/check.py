@@ -285,6 +285,15 @@ def _check_not_uint1(dtype: DType | None, what: str, pos: Pos | None) -> None:
                    "bipolar (a sign, -1/+1) or uint2 .. uint8")
 
 
+def _check_signed_weights(dtype: DType | None, pos: Pos | None) -> None:
+    """Weights of a declared network are built signed (Brevitas' per-tensor intN weight
+    quantizer) or bipolar: an unsigned weight datatype would silently become signed."""
+    if dtype is not None and not dtype.bipolar and not dtype.signed:
+        raise _err(f"{dtype.name} weights are not supported in a declared network: nashc "
+                   "builds weights as signed integers (intN, symmetric per-tensor scale) or "
+                   "bipolar", pos, "int2 .. int8 or bipolar")
+
+
 def _check_dtypes(stmts: Iterable[LayerStmt]) -> None:
     for stmt in stmts:
         if isinstance(stmt, RepeatStmt):
@@ -293,6 +302,7 @@ def _check_dtypes(stmts: Iterable[LayerStmt]) -> None:
             _check_dtype(stmt.weights, _vpos(stmt, "weights"))
             _check_dtype(stmt.activations, _vpos(stmt, "activations"))
             _check_not_uint1(stmt.weights, "weights", _vpos(stmt, "weights"))
+            _check_signed_weights(stmt.weights, _vpos(stmt, "weights"))
             _check_not_uint1(stmt.activations, "activations", _vpos(stmt, "activations"))
 
 
@@ -320,6 +330,7 @@ def resolve_network(net: Network) -> ResolvedNetwork:
     _check_dtype(net.activations, _vpos(net, "activations"))
     _check_not_uint1(spec.dtype, "inputs", _vpos(spec, "dtype"))
     _check_not_uint1(net.weights, "weights", _vpos(net, "weights"))
+    _check_signed_weights(net.weights, _vpos(net, "weights"))
     _check_not_uint1(net.activations, "activations", _vpos(net, "activations"))
     _check_dtypes(net.layers)
     if not net.layers:

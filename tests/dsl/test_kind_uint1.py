@@ -79,3 +79,19 @@ def test_brevitas_exports_a_1_bit_relu_as_bipolar(tmp_path):
     export_qonnx(module, torch.randn(1, 4), export_path=str(path), dynamo=False)
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
     assert "BipolarQuant" in ops and "Quant" not in ops, ops
+
+
+@pytest.mark.parametrize("body,line,col,dt", [
+    ("  weights uint4\n  fc f0 out 32", 3, 3, "uint4"),
+    ("  fc f0 out 32 weights uint8", 3, 24, "uint8"),
+    ("  conv c0 out 4 kernel 3 weights uint2\n  fc f0 out 32", 3, 34, "uint2"),
+])
+def test_unsigned_weights_are_refused_where_they_are_written(write, body, line, col, dt):
+    """Weights are built signed (intN) or bipolar: `weights uintN` silently became intN."""
+    path = write(NET.format(inp="uint8", body=body, sel="f0", abits="2"))
+    res = CliRunner().invoke(cli, ["check", str(path)])
+    assert res.exit_code == 2, res.output
+    assert f"{path}:{line}:{col}: error: {dt} weights are not supported in a declared " \
+        "network" in res.output
+    assert "expected: int2 .. int8 or bipolar" in res.output
+    assert "Traceback" not in res.output
