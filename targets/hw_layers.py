@@ -122,6 +122,11 @@ class _HybridMVAU:
         attrs = super().get_nodeattr_types()  # type: ignore[misc]
         # shift/adder lanes are LUT-only: FINN's "dsp" choice does not exist here
         attrs["resType"] = ("s", False, "lut", {"lut"})
+        # the weights are a ROM (`nashc.targets.rtl`): initialised contents, so no URAM
+        # (UltraScale+ URAM has none; FINN pairs "ultra" with runtime-writeable weights)
+        # and no runtime-writeable weights
+        attrs["ram_style"] = ("s", False, "auto", {"auto", "block", "distributed"})
+        attrs["runtime_writeable_weights"] = ("i", False, 0, {0})
         # bit width of the hybrid weights in the QONNX model (DeepShift / AdderNet b)
         attrs["weightBits"] = ("i", False, 0)
         if self.kind == "shift":

@@ -246,3 +246,25 @@ def test_finn_setfolding_folds_hybrid_units_and_keeps_them(kind, backend):
     inst = getCustomOp(out)
     assert inst.get_nodeattr("PE") * inst.get_nodeattr("SIMD") > 1
     assert model.graph.node[0].op_type == op  # the input model is left alone
+
+
+@pytest.mark.parametrize("backend", ["", "hls", "rtl"])
+@pytest.mark.parametrize("kind", ["shift", "adder"])
+def test_folding_never_offers_uram_or_writeable_weights_to_a_rom(kind, backend):
+    """The hybrid units keep their weights in an initialised ROM: the folding search must
+    not give them FINN's URAM style (which FINN pairs with runtime-writeable weights);
+    once it did, and compile then stopped writing the chosen design's RTL (cnv_cifar)."""
+    from finn.custom_op.fpgadataflow.matrixvectoractivation import MVAU
+
+    from nashc.targets.folding import _impl_choices
+
+    model, _, _ = hybrid_unit(kind, 4, 1, 1, mw=MW, mh=MH, nv=NV, backend=backend)
+    node = model.graph.node[0]
+    inst = getCustomOp(node)
+    inst.set_nodeattr("mem_mode", "internal_decoupled")
+    variants = _impl_choices(node, inst)
+    styles = {v.get("ram_style") for v in variants}
+    assert styles == {"block", "distributed"}
+    assert all(v.get("runtime_writeable_weights", 0) == 0 for v in variants)
+    # FINN's own MVAU is offered URAM (with writeable weights): the test can fail
+    assert "ultra" in MVAU.get_nodeattr_types(inst)["ram_style"][3]
