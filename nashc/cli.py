@@ -365,9 +365,10 @@ def estimate(model: Path, target: str, fps: float | None, budget: str | None,
 @click.option("--rtl", is_flag=True,
               help="Also run level 4: the generated RTL of each hybrid layer in Verilator.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
+@click.option("--force", is_flag=True, help="Replace an existing --json file.")
 @user_errors
 def verify(model: Path, json_out: Path | None, target: str, no_finn: bool, rtl: bool,
-           seed: int) -> None:
+           seed: int, force: bool) -> None:
     """Check MODEL.onnx against onnxruntime (golden model) at every verification level.
 
     Level 2: QONNX execution (nashc's hybrid ops included) vs onnxruntime on the
@@ -383,6 +384,9 @@ def verify(model: Path, json_out: Path | None, target: str, no_finn: bool, rtl: 
     from rich.table import Table
 
     from nashc.runtime.golden import LevelResult, compare_levels, load_model
+
+    if json_out is not None:
+        _check_new_file(json_out, force, model)
     from nashc.runtime.load import load_notes
 
     if rtl and no_finn:
@@ -445,7 +449,7 @@ def verify(model: Path, json_out: Path | None, target: str, no_finn: bool, rtl: 
         data = result.to_json()
         if rtl_checks:
             data["rtl_layers"] = [c.to_json() for c in rtl_checks]
-        _write_file(json_out, (json.dumps(data, indent=2) + "\n").encode())
+        _write_file(json_out, (json.dumps(data, indent=2) + "\n").encode(), force)
     console.print("verify: " + ("[green]all levels match[/]" if result.ok else "[red]FAILED[/]"))
     sys.exit(0 if result.ok else 1)
 
@@ -470,10 +474,12 @@ def verify(model: Path, json_out: Path | None, target: str, no_finn: bool, rtl: 
               show_default=True, help="With --calibration: restore mean and std, or the mean.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the golden check's random inputs.")
+@click.option("--force", is_flag=True,
+              help="Replace an existing output file (never MODEL itself).")
 @user_errors
 def rewrite(model: Path, output: Path | None, widths: tuple[str, ...], wbits: tuple[str, ...],
             abits: tuple[str, ...], ops: tuple[str, ...], rank: str, calibration: Path | None,
-            compensate: str, seed: int) -> None:
+            compensate: str, seed: int, force: bool) -> None:
     """Apply nashc's graph passes to MODEL.onnx (QONNX or ONNX) and check the result.
 
     SEL is a comma-separated list of globs over layer (node) names, as in a `space`
@@ -493,6 +499,8 @@ def rewrite(model: Path, output: Path | None, widths: tuple[str, ...], wbits: tu
              for text in texts]
     if not rules:
         raise NashcError("nashc rewrite: nothing to do; give --width, --wbits, --abits or --op")
+    out = output or model.with_name(f"{model.stem}_rewritten.onnx")
+    _check_new_file(out, force, model)
     _quiet_libraries()
     _usable_model(model)
     before_model = load_onnx_network(model)
@@ -533,8 +541,7 @@ def rewrite(model: Path, output: Path | None, widths: tuple[str, ...], wbits: tu
         click.echo("nashc rewrite: the rewritten graph fails the golden check; nothing written",
                    err=True)
         sys.exit(1)
-    out = output or model.with_name(f"{model.stem}_rewritten.onnx")
-    _write_file(out, after_model.model.SerializeToString())
+    _write_file(out, after_model.model.SerializeToString(), force)
     console.print(f"wrote {out}")
 
 
@@ -560,16 +567,32 @@ def _usable_model(path: Path) -> None:
                          f"{': ' + text[0] if text else ''}") from None
 
 
-def _write_file(out: Path, data: bytes) -> None:
+def _check_new_file(out: Path, force: bool, source: Path | None = None) -> None:
+    """Raises `NashcError` unless nashc may write the file `out`: not a directory, not
+    the command's input `source` (never, even with --force), and not an existing file
+    unless `force`. Called before any work, so a refused output costs nothing."""
+    if out.is_dir():
+        raise NashcError(f"{out} is a directory; give a file name")
+    if not out.exists():
+        return
+    if source is not None and source.exists() and out.resolve() == source.resolve():
+        raise NashcError(f"{out} is the input model; nashc never writes over its input "
+                         "(give another -o)")
+    if not force:
+        raise NashcError(f"{out} exists; nashc does not replace a file it did not write "
+                         "(give another name, or --force to replace it)")
+
+
+def _write_file(out: Path, data: bytes, force: bool = False) -> None:
     """Writes `data` to the file `out` atomically (a temporary name beside it, renamed;
-    the file mode follows the umask). A directory at `out`, or an unwritable place, is a
-    `NashcError`; nothing is left behind on failure."""
+    the file mode follows the umask). A directory at `out`, an existing file without
+    `force` (`_check_new_file`), or an unwritable place, is a `NashcError`; nothing is
+    left behind on failure."""
     import os
 
     from nashc.targets.outdir import terminate_as_exit, write_error
 
-    if out.is_dir():
-        raise NashcError(f"{out} is a directory; give a file name")
+    _check_new_file(out, force)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # same directory: atomic rename
     try:
         with terminate_as_exit():

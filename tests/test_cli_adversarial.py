@@ -141,6 +141,38 @@ def test_rewrite_output_onto_a_directory_is_refused(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_rewrite_never_replaces_a_file_and_never_its_input(tmp_path):
+    """`rewrite` replaced an existing -o file, and its own input with `-o MODEL`, silently
+    (exit 0). Now: an existing file only with --force, the input never; nothing changes."""
+    import shutil
+
+    src = tmp_path / "m.onnx"
+    shutil.copy(MODEL, src)
+    before = src.read_bytes()
+    for extra in ([], ["--force"]):
+        code, err = invoke(["rewrite", str(src), "--wbits", "fc0=2", "-o", str(src), *extra])
+        assert code == 2 and "is the input model" in err and src.read_bytes() == before
+    mine = tmp_path / "mine.onnx"
+    mine.write_text("keep")
+    code, err = invoke(["rewrite", str(src), "--wbits", "fc0=2", "-o", str(mine)])
+    assert code == 2 and "exists" in err and "--force" in err
+    assert mine.read_text() == "keep"
+    # the default output beside the model: written once, then refused without --force
+    code, _ = invoke(["rewrite", str(src), "--wbits", "fc0=2"])
+    default = tmp_path / "m_rewritten.onnx"
+    assert code == 0 and default.exists()
+    first = default.read_bytes()
+    code, err = invoke(["rewrite", str(src), "--wbits", "fc0=3"])
+    assert code == 2 and "exists" in err and default.read_bytes() == first
+    code, _ = invoke(["rewrite", str(src), "--wbits", "fc0=3", "--force"])
+    assert code == 0 and default.read_bytes() != first
+    # verify --json: the same rule
+    report = tmp_path / "report.json"
+    report.write_text("keep")
+    code, err = invoke(["verify", str(src), "--no-finn", "--json", str(report)])
+    assert code == 2 and "exists" in err and report.read_text() == "keep"
+
+
 def test_verify_json_onto_a_directory_is_refused(tmp_path):
     code, err = invoke(["verify", str(MODEL), "--no-finn", "--json", str(tmp_path)])
     assert code == 2 and "is a directory" in err
