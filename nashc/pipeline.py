@@ -317,7 +317,7 @@ def _lower_candidate(ctx: FineContext, choice: Choice, workdir: Path,
     model = ctx.source.export(choice, ctx.seed, workdir / "qonnx.onnx", trained=module)
     extra = _hybrid_steps()
     lowered = lower_to_hw(model, ctx.board, ctx.clock_mhz, extra, workdir=workdir / "_finn",
-                          on_step=on_step)
+                          on_step=on_step, dsp_free=ctx.budget["DSP"] <= 0)
     shutil.rmtree(workdir / "_finn", ignore_errors=True)
     if on_step is not None:
         on_step("folding search")

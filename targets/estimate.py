@@ -294,7 +294,8 @@ def estimate_model_file(model_path: str | Path, target: str = "u250",
 
     with atomic_output_dir(out, force=force, command="estimate") as tmp:
         lowered = lower_to_hw(model, board, clock, hybrid_extra_steps(), insert_topk=insert_topk,
-                              workdir=tmp / "_finn")
+                              workdir=tmp / "_finn",
+                              dsp_free=limits is not None and limits["DSP"] <= 0)
         search: dict[str, Any] | None = None
         if limits is None:
             folded = apply_folding_setfolding(lowered.dataflow, target_fps, clock)

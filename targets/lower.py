@@ -1305,15 +1305,33 @@ def step_create_dataflow_partition(model: ModelWrapper,
     return parent, child
 
 
-def step_specialize_layers(model: ModelWrapper, fpga_part: str) -> ModelWrapper:
-    """FINN's `step_specialize_layers` (no user config: FINN's default rules)."""
+#: FINN layers whose default RTL specialisation computes in DSP slices (FINN's
+#: `_mvu_rtl_possible` / `_vvu_rtl_possible`); their HLS units also compute in LUTs
+#: (``resType="lut"``)
+DSP_RTL_OPS = ("MVAU", "VVAU")
+
+
+def step_specialize_layers(model: ModelWrapper, fpga_part: str,
+                           dsp_free: bool = False) -> ModelWrapper:
+    """FINN's `step_specialize_layers` (no user config: FINN's default rules). With
+    `dsp_free` (a budget of 0 DSP), MVAU/VVAU layers that do not say otherwise ask for
+    their HLS unit (``preferred_impl_style="hls"``): FINN would otherwise give every
+    eligible one (signed weights and inputs of 4+ bits, no thresholds inside) its
+    DSP-based RTL unit, which no folding can fit into 0 DSP."""
     from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
     from finn.transformation.qonnx.give_unique_node_names_recursive import (
         GiveUniqueNodeNamesRecursive,
     )
+    from qonnx.custom_op.registry import getCustomOp
     from qonnx.transformation.infer_datatypes import InferDataTypes
     from qonnx.transformation.infer_shapes import InferShapes
 
+    if dsp_free:
+        for node in model.graph.node:
+            if node.op_type in DSP_RTL_OPS:
+                inst = getCustomOp(node)
+                if inst.get_nodeattr("preferred_impl_style") == "":
+                    inst.set_nodeattr("preferred_impl_style", "hls")
     model = model.transform(SpecializeLayers(fpga_part))
     model = model.transform(GiveUniqueNodeNamesRecursive())
     model = model.transform(InferShapes())
@@ -1352,7 +1370,8 @@ def lower_to_hw(model: ModelWrapper, board: Board, clock_mhz: float,
                 extra_steps: Sequence[ExtraStep | Transformation] = (), *,
                 insert_topk: bool = False, workdir: str | Path | None = None,
                 save_steps: bool = False,
-                on_step: Callable[[str], None] | None = None) -> LoweredModel:
+                on_step: Callable[[str], None] | None = None,
+                dsp_free: bool = False) -> LoweredModel:
     """Lowers a QONNX/FINN-ONNX model to FINN hardware layers for `board`.
 
     Steps: QONNX->FINN, tidy-up, (TopK if `insert_topk`), streamline, extra steps,
@@ -1362,6 +1381,7 @@ def lower_to_hw(model: ModelWrapper, board: Board, clock_mhz: float,
     that is not a hardware layer. FINN writes only inside `workdir` (a temporary
     directory when None); with `save_steps` the model after each step is saved there
     as `<i>_<step>.onnx`. `on_step(name)` is called as each step starts (progress).
+    `dsp_free`: the design may use no DSP (`step_specialize_layers`).
     """
     from nashc.targets.hw_layers import register_hw_layers  # FINN's layer classes: heavy
 
@@ -1385,7 +1405,7 @@ def lower_to_hw(model: ModelWrapper, board: Board, clock_mhz: float,
     try:
         with finn_workspace(work):
             return _lower(model, board, clock_mhz, extras, insert_topk, work, save_steps,
-                          on_step)
+                          on_step, dsp_free)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -1393,7 +1413,8 @@ def lower_to_hw(model: ModelWrapper, board: Board, clock_mhz: float,
 
 def _lower(model: ModelWrapper, board: Board, clock_mhz: float, extras: list[ExtraStep],
            insert_topk: bool, work: Path, save_steps: bool,
-           on_step: Callable[[str], None] | None = None) -> LoweredModel:
+           on_step: Callable[[str], None] | None = None,
+           dsp_free: bool = False) -> LoweredModel:
     timings: dict[str, float] = {}
     counter = [0]
 
@@ -1448,8 +1469,8 @@ def _lower(model: ModelWrapper, board: Board, clock_mhz: float, extras: list[Ext
             on_step("create_dataflow_partition")
         parent, child = step_create_dataflow_partition(model, work / "partitions")
         child.__class__ = _NamedModel  # SpecializeLayers replaces every node: keep names
-        child = run("specialize_layers", lambda m: step_specialize_layers(m, board.part),
-                    child)
+        child = run("specialize_layers",
+                    lambda m: step_specialize_layers(m, board.part, dsp_free), child)
         _check_specialized(child)
     parent.__class__ = child.__class__ = ModelWrapper  # plain wrappers for the callers
     return LoweredModel(dataflow=child, parent=parent, board=board, clock_mhz=clock_mhz,

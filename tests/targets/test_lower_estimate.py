@@ -220,3 +220,29 @@ def test_cli_targets_lists_u250_first() -> None:
     assert result.exit_code == 0
     lines = [ln for ln in result.output.splitlines() if "xc" in ln]
     assert "u250" in lines[0] and "xcu250-figd2104-2L-e" in lines[0]
+
+
+@pytest.mark.finn
+def test_a_dsp_free_budget_keeps_mvaus_off_dsp_rtl_units(tmp_path: Path) -> None:
+    """README's example `estimate MODEL --budget "lut 30%, dsp 0"` on the shipped model
+    found no fitting design: FINN specialised the head (signed 8-bit weights, no
+    thresholds) to its DSP-based MVAU_rtl, 1 DSP over a budget of 0. With a DSP budget
+    of 0 MVAUs ask for their HLS unit, whose LUT datapath the search can use."""
+    from click.testing import CliRunner
+
+    from nashc.cli import cli
+
+    model = Path(__file__).resolve().parents[2] / "examples" / "models" / \
+        "tfc_digits_w4a4.onnx"
+    for dsp, expect_rtl in (("dsp 0", False), ("dsp 10%", True)):
+        out = tmp_path / dsp.replace(" ", "_").replace("%", "")
+        res = CliRunner().invoke(cli, ["estimate", str(model), "--target", "u250",
+                                       "--budget", f"lut 30%, {dsp}", "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        search = json.loads((out / "folding_search.json").read_text())
+        dataflow = ModelWrapper(str(out / "dataflow.onnx"))
+        ops = {n.op_type for n in dataflow.graph.node}
+        assert ("MVAU_rtl" in ops) == expect_rtl, ops  # FINN's default when DSP is allowed
+        if not expect_rtl:
+            assert search["nashc"]["feasible"] and search["design_check"]["fits"], search
+            assert search["design_check"]["resources"]["DSP"] == 0
