@@ -13,6 +13,25 @@ import click
 from nashc import __version__
 from nashc.dsl.errors import NashcError
 
+#: Width of tables written to a pipe or file (rich's default there is 80 columns, which
+#: cut columns of the estimate and verify tables); COLUMNS, when set, wins.
+PIPE_WIDTH = 200
+
+
+def _console(stderr: bool = False, **kwargs: Any) -> Any:
+    """A rich Console: the terminal's width on a terminal, else `PIPE_WIDTH` columns
+    (or COLUMNS) so that tables in logs and pipes are not cut."""
+    import os
+
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None
+    if not stream.isatty() and "COLUMNS" not in os.environ:
+        width = PIPE_WIDTH
+    return Console(stderr=stderr, width=width, **kwargs)
+
+
 __all__ = ["main", "cli"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -114,7 +133,7 @@ def check(file: Path) -> None:
         _quiet_libraries()  # the loaded model runs through qonnx and onnxruntime
         # read whole, run once, every space option applied to the graph once
         load_source(program)
-    print_summary(program)
+    print_summary(program, _console())
     if loaded_space:
         click.echo("every option of the space applies to the loaded graph")
 
@@ -148,13 +167,12 @@ def compile(file: Path, target: str | None, output: Path | None, seed: int | Non
             address: str | None, force: bool, keep_failed: bool,
             quiet: bool) -> None:
     """Search, lower through FINN, verify and report the designs for a .nash FILE."""
-    from rich.console import Console
 
     from nashc.pipeline import CompileOptions, compile_file
     from nashc.progress import CompileProgress, PlainProgress, RichProgress
 
     _quiet_libraries()
-    console = Console(stderr=True, log_path=False)
+    console = _console(stderr=True, log_path=False)
     if address is not None and executor != "ray":
         raise click.UsageError("--address needs --executor ray")
     hooks: CompileProgress
@@ -199,7 +217,6 @@ def train(file: Path, arch: Path | None, index: int | None, output: Path | None,
 
     Without --arch the network as declared is trained. Writes DIR/model_qonnx.onnx
     (trained weights) and DIR/train.json (losses and validation accuracy per epoch)."""
-    from rich.console import Console
     from rich.table import Table
 
     from nashc.training import train_file
@@ -207,7 +224,7 @@ def train(file: Path, arch: Path | None, index: int | None, output: Path | None,
     _quiet_libraries()
     out, summary = train_file(file, arch=arch, index=index, output=output, seed=seed,
                               epochs=epochs, limit=limit, progress=True, force=force)
-    console = Console()
+    console = _console()
     data = summary["dataset"]
     table = Table(title=f"{summary['network']} on {data['dataset']} ({data['train_samples']} "
                   f"training / {data['val_samples']} validation images, seed {summary['seed']})")
@@ -277,7 +294,6 @@ def estimate(model: Path, target: str, fps: float | None, budget: str | None,
     """
     import os
 
-    from rich.console import Console
     from rich.table import Table
 
     from nashc.targets.boards import RESOURCE_KEYS
@@ -288,7 +304,7 @@ def estimate(model: Path, target: str, fps: float | None, budget: str | None,
     run = estimate_model_file(model, target=target, fps=fps, output=output, budget=budget,
                               force=force)
     est, board = run.estimate, run.board
-    console = Console()
+    console = _console()
     for note in run.notes:
         console.print(f"note: {note}")
     how = (f"SetFolding for {run.target_fps:g} fps" if run.search is None else
@@ -380,7 +396,6 @@ def verify(model: Path, json_out: Path | None, target: str, no_finn: bool, rtl: 
     where the module exists."""
     import json
 
-    from rich.console import Console
     from rich.table import Table
 
     from nashc.runtime.golden import LevelResult, compare_levels, load_model
@@ -421,7 +436,7 @@ def verify(model: Path, json_out: Path | None, target: str, no_finn: bool, rtl: 
                     all(c.ok for c in rtl_checks)))
     from nashc.report import golden_rows
 
-    console = Console()
+    console = _console()
     table = Table(title=f"nashc verify {model.name} (golden model: onnxruntime, seed {seed})")
     rows = golden_rows(result.to_json())
     for col in ("level", "compared", "max |diff|", "tolerance", "result"):
@@ -487,7 +502,6 @@ def rewrite(model: Path, output: Path | None, widths: tuple[str, ...], wbits: tu
     must pass the level-2 golden check (QONNX vs onnxruntime) before it is written."""
 
     import onnx
-    from rich.console import Console
     from rich.table import Table
 
     from nashc.passes.choices import ApplyChoices, layer_summary, parse_rule
@@ -515,7 +529,7 @@ def rewrite(model: Path, output: Path | None, widths: tuple[str, ...], wbits: tu
     after = layer_summary(after_model)
     onnx.checker.check_model(after_model.model)
     result = compare_levels(after_model, seed=seed)
-    console = Console()
+    console = _console()
     table = Table(title=f"{model.name}: layers rewritten")
     for col in ("layer", "op", "out channels", "weight bits"):
         table.add_column(col, justify="left" if col in ("layer", "op") else "right")
@@ -630,7 +644,6 @@ def _calibration_batch(path: Path, model: Any) -> Any:
 @user_errors
 def targets() -> None:
     """List the boards FINN knows (u250 first)."""
-    from rich.console import Console
     from rich.table import Table
 
     from nashc.targets.boards import all_boards
@@ -642,8 +655,8 @@ def targets() -> None:
         r = b.resources
         table.add_row(b.name, b.part, b.kind,
                       *("?" if v is None else str(v) for v in (r.lut, r.bram18, r.uram, r.dsp)))
-    Console().print(table)
-    Console().print("?: FINN has no resource table for this device")
+    _console().print(table)
+    _console().print("?: FINN has no resource table for this device")
 
 
 def _quiet_libraries() -> None:
@@ -668,10 +681,9 @@ def _shown(path: Path) -> str:
 
 
 def _print_compile_summary(out: Path, report: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=max(Console().width, 120))
+    console = _console()
     from nashc.report import RESOURCES, baselines, budget_percent
 
     table = Table(title=f"Pareto front ({report['target']}, {report['clock_mhz']:g} MHz)")

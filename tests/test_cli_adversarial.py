@@ -195,3 +195,22 @@ def test_internal_errors_are_one_line_unless_debugging(monkeypatch, tmp_path):
     monkeypatch.setenv("NASHC_DEBUG", "1")
     result = runner().invoke(cli, ["check", str(src)])
     assert isinstance(result.exception, ZeroDivisionError)
+
+
+def test_tables_in_a_pipe_are_not_cut(tmp_path):
+    """In a pipe rich's default width (80) cut the estimate table's PE/SIMD/DSP columns
+    ("S…", "cycl…"): output that is not a terminal is PIPE_WIDTH columns wide."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    proc = subprocess.run([sys.executable, "-m", "nashc.cli", "estimate", str(MODEL),
+                           "--target", "u250", "--budget", "lut 30%, dsp 0",
+                           "-o", str(tmp_path / "est")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    header = next(line for line in proc.stdout.splitlines() if "layer" in line and "op" in line)
+    for col in ("PE", "SIMD", "cycles", "LUT", "BRAM18", "URAM", "DSP"):
+        assert col in header, header
+    assert "…" not in proc.stdout
