@@ -505,6 +505,7 @@ def rewrite(model: Path, output: Path | None, widths: tuple[str, ...], wbits: tu
     from rich.table import Table
 
     from nashc.passes.choices import ApplyChoices, layer_summary, parse_rule
+    from nashc.passes.quant import activation_bits
     from nashc.runtime.golden import compare_levels
     from nashc.runtime.load import load_onnx_network
 
@@ -519,6 +520,7 @@ def rewrite(model: Path, output: Path | None, widths: tuple[str, ...], wbits: tu
     _usable_model(model)
     before_model = load_onnx_network(model)
     before = layer_summary(before_model)
+    abits_before = activation_bits(before_model)
     acts = None
     if calibration is not None:
         from nashc.passes.width import layer_inputs
@@ -527,11 +529,12 @@ def rewrite(model: Path, output: Path | None, widths: tuple[str, ...], wbits: tu
     after_model = before_model.transform(ApplyChoices(rules, rank=rank, activations=acts,
                                                       compensate=compensate))
     after = layer_summary(after_model)
+    abits_after = activation_bits(after_model)
     onnx.checker.check_model(after_model.model)
     result = compare_levels(after_model, seed=seed)
     console = _console()
     table = Table(title=f"{model.name}: layers rewritten")
-    for col in ("layer", "op", "out channels", "weight bits"):
+    for col in ("layer", "op", "out channels", "weight bits", "activation bits"):
         table.add_column(col, justify="left" if col in ("layer", "op") else "right")
 
     def change(a: object, b: object) -> str:
@@ -539,7 +542,9 @@ def rewrite(model: Path, output: Path | None, widths: tuple[str, ...], wbits: tu
 
     for name, (op0, c0, b0) in before.items():
         op1, c1, b1 = after.get(name, (op0, c0, b0))
-        table.add_row(name, change(op0, op1), change(c0, c1), change(b0, b1))
+        a0, a1 = abits_before.get(name), abits_after.get(name, abits_before.get(name))
+        table.add_row(name, change(op0, op1), change(c0, c1), change(b0, b1),
+                      change("-" if a0 is None else a0, "-" if a1 is None else a1))
     console.print(table)
     if acts is not None:
         import json

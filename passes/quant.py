@@ -18,7 +18,13 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.general.quant import max_int
 from qonnx.transformation.base import Transformation
 
-from nashc.passes.graph import PassError, input_grid_scale, record_metadata, select_nodes
+from nashc.passes.graph import (
+    PassError,
+    input_grid_scale,
+    quant_bits,
+    record_metadata,
+    select_nodes,
+)
 from nashc.runtime.load import COMPUTE_OP_TYPES, node_attrs
 from nashc.runtime.ops import DOMAIN, to_adder_weights, to_shift_weights
 
@@ -128,6 +134,18 @@ def _output_quant(model: ModelWrapper, node: NodeProto) -> NodeProto | None:
             return None
         tensor = c.output[0]
     return None
+
+
+def activation_bits(model: ModelWrapper) -> dict[str, int | None]:
+    """Layer (compute node) name -> the bit width of the activation quantizer after it
+    (the Quant `SetActivationBits` changes: through BatchNorm/ReLU-like nodes), None
+    where there is none (e.g. the last layer)."""
+    out: dict[str, int | None] = {}
+    for node in model.graph.node:
+        if node.op_type in COMPUTE_OP_TYPES:
+            q = _output_quant(model, node)
+            out[node.name] = quant_bits(model, q) if q is not None else None
+    return out
 
 
 class SetActivationBits(Transformation):

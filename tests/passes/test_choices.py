@@ -75,9 +75,13 @@ def test_rewrite_cli(tfc_factory, tmp_path):
     out = tmp_path / "o" / "narrow.onnx"
     res = CliRunner().invoke(cli, ["rewrite", str(src), "-o", str(out),
                                    "--width", f"{names[0]},{names[1]}=0.25",
-                                   "--op", f"{names[1]}=shift", "--rank", "first"])
+                                   "--op", f"{names[1]}=shift", "--rank", "first",
+                                   "--abits", f"{names[0]}=3"])
     assert res.exit_code == 0, res.output
     assert "64 -> 16" in res.output and "Gemm -> ShiftMatMul" in res.output
+    assert "activation bits" in res.output
+    row = next(line for line in res.output.splitlines() if names[0] in line)
+    assert "-> 3" in row  # the activation-bits change is shown (it was applied silently)
     assert "qonnx-vs-onnxruntime: ok" in res.output
     m = ModelWrapper(str(out))
     rec = json.loads(m.get_metadata_prop("nashc.SetChannelWidth"))
