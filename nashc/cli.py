@@ -297,12 +297,16 @@ def estimate(model: Path, target: str, fps: float | None, budget: str | None,
     from rich.table import Table
 
     from nashc.targets.boards import RESOURCE_KEYS
-    from nashc.targets.estimate import device_utilisation, estimate_model_file
+    from nashc.targets.estimate import NoFitError, device_utilisation, estimate_model_file
     from nashc.targets.handoff import missing_synthesis_tools, run_finn_build
 
     _quiet_libraries()
-    run = estimate_model_file(model, target=target, fps=fps, output=output, budget=budget,
-                              force=force)
+    try:
+        run = estimate_model_file(model, target=target, fps=fps, output=output,
+                                  budget=budget, force=force)
+    except NoFitError as err:  # show the figures behind the refusal; nothing was written
+        _print_search(_console(), err.search)
+        raise
     est, board = run.estimate, run.board
     console = _console()
     for note in run.notes:

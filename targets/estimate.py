@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
+from nashc.dsl.errors import NashcError
 from nashc.targets.boards import RESOURCE_KEYS, Board, Resources, get_board
 
 __all__ = [
@@ -58,7 +59,6 @@ def apply_folding_setfolding(model: ModelWrapper, target_fps: float, clock_mhz: 
                              two_pass_relaxation: bool = True) -> ModelWrapper:
     """Sets PE/SIMD with FINN's `SetFolding` for `target_fps` (FINN's builder defaults),
     nashc's shift/adder units folded as the MVAUs they are (`targets.folding.finn_setfolding`)."""
-    from nashc.dsl.errors import NashcError
     from nashc.targets.folding import finn_setfolding
 
     if target_fps <= 0:
@@ -262,7 +262,6 @@ def estimate_model_file(model_path: str | Path, target: str = "u250",
     """
     import shutil
 
-    from nashc.dsl.errors import NashcError
     from nashc.targets.handoff import write_build_config
     from nashc.targets.hybrid_lowering import hybrid_extra_steps
     from nashc.targets.lower import lower_to_hw
@@ -301,6 +300,9 @@ def estimate_model_file(model_path: str | Path, target: str = "u250",
             folded = apply_folding_setfolding(lowered.dataflow, target_fps, clock)
         else:
             folded, search = _search_in_budget(lowered.dataflow, limits, board, clock)
+            no_fit = _no_fit(src.name, board, search)
+            if no_fit is not None:
+                raise no_fit  # inside the output directory's block: nothing is written
             _dump(tmp / "folding_search.json", search)
         est = estimate(folded, clock, board.part)
         if search is not None:
@@ -313,6 +315,29 @@ def estimate_model_file(model_path: str | Path, target: str = "u250",
     return EstimateRun(output_dir=out, board=board, clock_mhz=clock, target_fps=target_fps,
                        estimate=est, host_nodes=lowered.host_nodes, files=files, search=search,
                        notes=load_notes(model))
+
+
+class NoFitError(NashcError):
+    """No folding of the model fits the `--budget` (nashc's search and FINN's insertions
+    on its result); `search` holds the figures `folding_search.json` would have."""
+
+    def __init__(self, message: str, search: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.search = search
+
+
+def _no_fit(name: str, board: Board, search: dict[str, Any]) -> NoFitError | None:
+    """The error for a search result that does not fit its budget, else None."""
+    ours, check = search["nashc"], search["design_check"]
+    if ours["feasible"] and check["fits"]:
+        return None
+    budget = search["budget"]
+    over = [f"{k} {ours['resources'][k]:,.0f} > {budget[k]:,.0f}" for k in budget
+            if ours["resources"].get(k, 0) > budget[k]] or list(check["problems"])
+    return NoFitError(f"no folding of {name} fits the budget on {board.name}, even the "
+                      "slowest; raise the budget" + (f" (the closest design needs "
+                                                     f"{', '.join(over)})" if over else ""),
+                      search)
 
 
 def _search_in_budget(dataflow: ModelWrapper, limits: dict[str, float], board: Board,

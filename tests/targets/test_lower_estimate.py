@@ -246,3 +246,23 @@ def test_a_dsp_free_budget_keeps_mvaus_off_dsp_rtl_units(tmp_path: Path) -> None
         if not expect_rtl:
             assert search["nashc"]["feasible"] and search["design_check"]["fits"], search
             assert search["design_check"]["resources"]["DSP"] == 0
+
+
+@pytest.mark.finn
+def test_estimate_with_a_budget_nothing_fits_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    """`estimate --budget` where no folding fits printed 0-fps rows and exited 0 with the
+    design written; now the figures, then one error line with the overrun, exit 2."""
+    from click.testing import CliRunner
+
+    from nashc.cli import cli
+
+    model = Path(__file__).resolve().parents[2] / "examples" / "models" / \
+        "tfc_digits_w4a4.onnx"
+    out = tmp_path / "est"
+    res = CliRunner().invoke(cli, ["estimate", str(model), "--budget", "lut 0.001%",
+                                   "-o", str(out)])
+    assert res.exit_code == 2, res.output
+    assert "error: no folding of tfc_digits_w4a4.onnx fits the budget on u250" in res.output
+    assert "(the closest design needs LUT" in res.output and "> 15)" in res.output
+    assert "whole design" in res.output and "Traceback" not in res.output
+    assert not out.exists() and list(tmp_path.iterdir()) == []
