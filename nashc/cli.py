@@ -118,14 +118,21 @@ def check(file: Path) -> None:
     from nashc.dsl import load
     from nashc.summary import print_summary
 
+    finn_boards = True
     try:
-        from nashc.targets.boards import board_names
+        from nashc.targets.boards import board_names, budget_to_absolute, get_board
 
         known = [name.lower() for name in board_names()]
     except ImportError:
+        finn_boards = False
         known = ["u250", "u200", "u280", "u50", "u55c", "pynq-z1", "pynq-z2", "ultra96",
                  "zcu102", "zcu104", "kv260_som"]
     program = load(file, targets=known)
+    hw = program.file.hardware
+    if finn_boards and hw is not None and hw.budget:
+        # a percentage needs the device's size from FINN's resource table, as in compile
+        # (an error at the budget item's file:line:col)
+        budget_to_absolute(get_board(hw.target or "u250"), hw.budget)
     loaded_space = program.network.source is not None and bool(program.choices)
     if program.network.source is not None:
         from nashc.imported import load_source

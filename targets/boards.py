@@ -23,7 +23,7 @@ from functools import cache
 from typing import Literal
 
 from nashc.dsl.ast import BudgetItem
-from nashc.dsl.errors import NashcError
+from nashc.dsl.errors import NashcError, NashSourceError
 
 __all__ = [
     "RESOURCE_KEYS",
@@ -184,22 +184,24 @@ def budget_to_absolute(board: Board, budget_items: Iterable[BudgetItem]) -> Reso
     used as is (rounded down). `bram` budgets are in BRAM_18K units. Resources without
     a budget item get the whole device. A percentage on a board whose resources are
     unknown is an error.
+
+    Raises `NashSourceError` at the budget item's position (file:line:col) for a bad item.
     """
     values = board.resources.as_dict()
     for item in budget_items:
         field = _RESOURCE_FIELD.get(item.resource)
         if field is None:
-            raise NashcError(f"unknown budget resource {item.resource!r}")
+            raise NashSourceError(f"unknown budget resource {item.resource!r}", item.pos)
         if item.value < 0 or (item.percent and item.value > 100):
-            raise NashcError(f"budget for {item.resource} out of range: {item.value}"
-                             f"{'%' if item.percent else ''}")
+            raise NashSourceError(f"budget for {item.resource} out of range: {item.value}"
+                                  f"{'%' if item.percent else ''}", item.pos)
         if item.percent:
             total = board.resources.as_dict()[field]
             if total is None:
-                raise NashcError(
+                raise NashSourceError(
                     f"budget '{item.resource} {item.value:g}%' needs the device size, but "
                     f"FINN has no resource table for {board.name} ({board.part}); give an "
-                    "absolute count instead")
+                    "absolute count instead", item.pos)
             values[field] = int(total * item.value / 100.0)
         else:
             values[field] = int(item.value)

@@ -108,6 +108,7 @@ def test_model_commands_refuse_broken_models(tmp_path, models, command, name):
     ("  fc f out 10", "search {\n  metric zero_shot batch 5000\n}\ntrain {\n  dataset digits\n}\n"),
     ("  fc f out 10 weights bipolar\n  fc g out 10", "space {\n  op f in {shift}\n}\n"),
     ("  fc f out 10", "hardware {\n  budget lut 101%\n}\n"),
+    ("  fc f out 10", "hardware {\n  target kv260_som\n  budget lut 10%\n}\n"),
 ])
 @pytest.mark.parametrize("command", ["check", "compile"])
 def test_what_compile_cannot_do_is_refused_at_its_line(tmp_path, body, rest, command):
@@ -116,6 +117,25 @@ def test_what_compile_cannot_do_is_refused_at_its_line(tmp_path, body, rest, com
     args = [command, str(src)] + (["-o", str(tmp_path / "out")] if command == "compile" else [])
     code, err = invoke(args)
     assert code == 2 and any(line.startswith(f"{src}:") for line in err.splitlines()), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.nash"]  # nothing written
+
+
+@pytest.mark.parametrize("command", ["check", "compile", "compile --target kv260_som"])
+def test_percent_budget_on_a_board_without_a_resource_table(tmp_path, command):
+    """FINN has no resource table for kv260_som: a percentage budget is refused at the
+    budget item, whether the file or --target names the board (docs/targets.md)."""
+    src = tmp_path / "t.nash"
+    target = "" if "--target" in command else "  target kv260_som\n"
+    src.write_text(NET % "  fc f out 10" + f"hardware {{\n{target}  budget dsp 4, lut 10%\n}}\n")
+    name, *opts = command.split()
+    args = [name, str(src), *opts] + (["-o", str(tmp_path / "out")] if name == "compile" else [])
+    code, err = invoke(args)
+    line = 7 if target else 6
+    assert code == 2, err
+    head = (f"{src}:{line}:17: error: budget 'lut 10%' needs the device size, but FINN has "
+            "no resource table for kv260_som")
+    assert any(ln.startswith(head) for ln in err.splitlines()), err
+    assert "give an absolute count instead" in err and "^" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.nash"]  # nothing written
 
 

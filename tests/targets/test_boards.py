@@ -58,5 +58,6 @@ def test_budget_percent_and_absolute() -> None:
 
 
 def test_budget_percent_needs_known_device() -> None:
-    with pytest.raises(NashcError, match="no resource table"):
+    with pytest.raises(NashcError, match="no resource table") as err:
         budget_to_absolute(get_board("kv260_som"), [BudgetItem("lut", 50.0, True, POS)])
+    assert err.value.pos == POS  # type: ignore[attr-defined]  # shown as file:line:col
