@@ -21,6 +21,7 @@ from typing import Any
 
 from nashc.dsl.ast import (
     BlockStmt,
+    BudgetItem,
     ConvStmt,
     DType,
     FcStmt,
@@ -40,6 +41,7 @@ from nashc.dsl.parser import DTYPE_NAMES, MAX_LAYERS, MAX_NESTING
 
 __all__ = [
     "check_program",
+    "check_budget",
     "resolve_network",
     "compute_choices",
     "onnx_layer_names",
@@ -646,9 +648,20 @@ def _check_hardware(nf: NashFile, targets: Collection[str] | None) -> None:
         raise _err(f"clock {hw.clock_text} is outside "
                    f"{MIN_CLOCK_MHZ:g}..{MAX_CLOCK_MHZ:g} MHz", _vpos(hw, "clock"),
                    "an FPGA fabric clock such as 250 MHz or period 4 ns")
+    check_budget(hw.budget)
+    if hw.fps_min is not None and not hw.fps_min > 0:
+        raise _err(f"fps must be positive, got {hw.fps_min:g}", _vpos(hw, "fps"))
+    if hw.latency_max_ms is not None and not hw.latency_max_ms > 0:
+        raise _err(f"latency must be positive, got {hw.latency_text}", _vpos(hw, "latency"))
+
+
+def check_budget(budget: Iterable[BudgetItem], names: bool = True) -> None:
+    """Checks the items of a resource budget (a hardware section's, or `--budget`): known
+    resources (unless `names` is False), each given once, percentages within [0, 100],
+    counts whole and not negative. Raises `NashSourceError` at the offending item."""
     seen: set[str] = set()
-    for item in hw.budget:
-        if item.resource not in RESOURCES:
+    for item in budget:
+        if names and item.resource not in RESOURCES:
             raise _err(f"unknown resource '{item.resource}'", item.pos,
                        "one of " + ", ".join(RESOURCES))
         if item.resource in seen:
@@ -662,10 +675,6 @@ def _check_hardware(nf: NashFile, targets: Collection[str] | None) -> None:
             raise _err(f"budget {item.resource} {item.value:g} must be a non-negative whole "
                        "count", item.pos, "a count (0 forbids the resource), or a percentage "
                        "such as 70%")
-    if hw.fps_min is not None and not hw.fps_min > 0:
-        raise _err(f"fps must be positive, got {hw.fps_min:g}", _vpos(hw, "fps"))
-    if hw.latency_max_ms is not None and not hw.latency_max_ms > 0:
-        raise _err(f"latency must be positive, got {hw.latency_text}", _vpos(hw, "latency"))
 
 
 def _check_search(nf: NashFile, imported: bool, net: ResolvedNetwork | None = None,

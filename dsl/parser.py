@@ -715,6 +715,8 @@ def _budget_lark() -> Lark:
 def parse_budget(text: str, filename: str = "--budget") -> tuple[BudgetItem, ...]:
     """Parses a resource budget written as in a `.nash` hardware section, e.g.
     ``"lut 30%, dsp 0"`` (the `budget_stmt` rule; a leading ``budget`` is optional).
+    The items are checked as in a hardware section (`check.check_budget`: each resource
+    given once, values in range).
     Raises `NashSourceError` (positions in the text as shown, with ``budget `` in front)."""
     src = text.strip()
     if not src.startswith("budget"):
@@ -728,6 +730,13 @@ def parse_budget(text: str, filename: str = "--budget") -> tuple[BudgetItem, ...
     except VisitError as err:
         if isinstance(err.orig_exc, NashSourceError):
             raise err.orig_exc from None
+        raise
+    from nashc.dsl.check import check_budget  # check imports this module
+
+    try:  # (unknown names: `targets.boards.budget_to_absolute` says so, at the item)
+        check_budget(val.value, names=False)
+    except NashSourceError as err:
+        err.source = src
         raise
     return tuple(val.value)
 

@@ -160,6 +160,8 @@ def test_estimate_cli_budget_runs_the_search_beside_finn_tuned(tfc_onnx: Path,
     (["--budget", "lut 5%, dsp"], "--budget:1:"),
     (["--budget", "lut 5%", "--fps", "100"], "not both"),
     (["--budget", "luts 5%"], "unknown budget resource"),
+    (["--budget", "lut 10%, lut 20%"], "--budget:1:17: error: budget for 'lut' given twice"),
+    (["--budget", "dsp 2.5"], "--budget:1:8: error: budget dsp 2.5 must be a non-negative whole"),
 ])
 def test_estimate_cli_bad_budget_exit_2(args, message, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from click.testing import CliRunner
