@@ -50,8 +50,8 @@ from nashc.candidate import (
     evaluate_candidate,
     network_source,
 )
-from nashc.dsl.ast import Program
-from nashc.dsl.errors import NashcError
+from nashc.dsl.ast import Pos, Program
+from nashc.dsl.errors import NashcError, NashSourceError
 from nashc.progress import CallbackProgress, CompileProgress, planned_candidates
 from nashc.targets.boards import RESOURCE_KEYS, report_keys
 
@@ -492,17 +492,38 @@ def step_train(state: CompileState) -> None:
     state.notes.extend(source.accuracy_notes(data, len(todo), state.seed))
 
 
-def _overrun(state: CompileState) -> str:
-    """Which resources the least demanding lowered finalist needs beyond the budget."""
-    best: tuple[int, str] | None = None
+def _overrun(state: CompileState) -> tuple[str, list[str]]:
+    """Which resources the least demanding lowered finalist needs beyond the budget: the
+    text for the error, and those resources' FINN keys."""
+    best: tuple[int, str, list[str]] | None = None
     for cand in state.finalists:
         if cand.resources is None:
             continue
-        over = [f"{k} {cand.resources[k]:,.0f} > {state.budget[k]:,.0f}"
-                for k in RESOURCE_KEYS if cand.resources[k] > state.budget[k]]
+        keys = [k for k in RESOURCE_KEYS if cand.resources[k] > state.budget[k]]
+        over = [f"{k} {cand.resources[k]:,.0f} > {state.budget[k]:,.0f}" for k in keys]
         if over and (best is None or len(over) < best[0]):
-            best = (len(over), ", ".join(over))
-    return f" (the closest design needs {best[1]})" if best else ""
+            best = (len(over), ", ".join(over), keys)
+    return (f" (the closest design needs {best[1]})", best[2]) if best else ("", [])
+
+
+#: FINN's resource keys -> the `.nash` budget's resource names
+_BUDGET_NAMES = {"LUT": "lut", "BRAM_18K": "bram", "URAM": "uram", "DSP": "dsp"}
+
+
+def _budget_pos(state: CompileState, keys: list[str]) -> Pos | None:
+    """Where the budget that `keys` (FINN resource keys) exceed is written: the budget item
+    of the first of them, else the budget statement, the target or the hardware section;
+    None without a hardware section (the default target's whole device)."""
+    assert state.program is not None
+    hw = state.program.file.hardware
+    if hw is None:
+        return None
+    names = [_BUDGET_NAMES[k] for k in keys]
+    for name in names:
+        for item in hw.budget:
+            if item.resource == name:
+                return item.pos
+    return hw.value_pos.get("budget") or hw.target_pos or hw.pos
 
 
 def _quality(cand: Candidate) -> float:
@@ -517,9 +538,10 @@ def step_pareto(state: CompileState) -> None:
     assert program is not None
     ok = [c for c in state.finalists if c.feasible and c.fps is not None]
     if not ok:
-        raise NashcError("no candidate fits the budget on the target even with the slowest "
-                         "folding; raise the budget or shrink the space"
-                         + _overrun(state))
+        over, keys = _overrun(state)
+        raise NashSourceError("no candidate fits the budget on the target even with the "
+                              "slowest folding; raise the budget or shrink the space" + over,
+                              _budget_pos(state, keys))
     idx = pareto_front([(_quality(c), c.fps or 0.0) for c in ok])
     keep = program.file.search.keep_pareto if program.file.search is not None else 8
     state.pareto = [ok[i] for i in idx][:keep]

@@ -102,6 +102,10 @@ def test_impossible_budget_is_a_clear_error_and_leaves_nothing(tmp_path):
     assert result.exit_code == 2
     assert "budget" in result.output
     assert "the closest design needs LUT" in result.output and "> 10)" in result.output
+    # shown at the `lut` item of the budget statement, GCC-style with the line and a caret
+    line = next(i for i, t in enumerate(src.read_text().splitlines(), 1) if "budget" in t)
+    assert f"{src}:{line}:10: error: no candidate fits the budget" in result.output
+    assert "  budget lut 10, bram 1%" in result.output and "\n           ^" in result.output
     assert "Traceback" not in result.output
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".never")]
