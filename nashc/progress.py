@@ -59,7 +59,7 @@ class CompileProgress:
 
     def search_started(self, planned: int, deadline_s: float | None = None) -> None:
         """The architecture search starts; at most `planned` candidates, stopped after
-        `deadline_s` seconds when given."""
+        `deadline_s` seconds at the latest when given (it may finish sooner)."""
 
     def search_advanced(self, done: int, best: dict[str, float]) -> None:
         """`done` candidates scored so far; `best`: the best-scored one's "score" and
@@ -160,7 +160,7 @@ class PlainProgress(CompileProgress):
         self._rate = _Rate()
         self._rate.planned, self._rate.deadline_s = planned, deadline_s
         self._last = time.monotonic()
-        cap = "" if deadline_s is None else f", stopped after {format_seconds(deadline_s)}"
+        cap = "" if deadline_s is None else f" (capped at {format_seconds(deadline_s)})"
         self._line(f"search: up to {planned} candidates{cap}")
 
     def _search_line(self, done: int) -> None:

@@ -161,7 +161,7 @@ def test_plain_progress_lines() -> None:
     p.stage_step("streamline")  # plain output: one line per candidate, not per step
     lines = [re.sub(r"^\[\d\d:\d\d:\d\d\] ", "", ln) for ln in out.getvalue().splitlines()]
     assert lines[0] == "step search"
-    assert lines[1] == "search: up to 50 candidates, stopped after 1 min 30 s"
+    assert lines[1] == "search: up to 50 candidates (capped at 1 min 30 s)"
     assert re.fullmatch(r"search: 16/50 candidates, [\d.]+/s, about .* left; best score "
                         r"-1\.250 \(3,906,250 fps bound\)", lines[2]), lines[2]
     assert lines[3].startswith("search: 50/50 candidates")
