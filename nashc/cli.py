@@ -148,7 +148,8 @@ def check(file: Path) -> None:
 @cli.command()
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--target", "-t", help="Board (see `nashc targets`); overrides the file's target.")
-@click.option("--output", "-o", type=click.Path(path_type=Path), help="Output directory.")
+@click.option("--output", "-o", type=click.Path(path_type=Path),
+              help="Output directory (default: <file stem>_nashc in the current directory).")
 @click.option("--seed", type=int, help="Search seed; overrides the file's seed.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1),
               help="Workers for candidate evaluation (default: cores, at most 2; with "

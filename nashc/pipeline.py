@@ -133,6 +133,14 @@ def step_parse(state: CompileState) -> None:
     state.clock_mhz = float(hw.clock_mhz if hw is not None and hw.clock_mhz
                             else board.default_clock_mhz)
     state.budget = budget_to_absolute(board, hw.budget if hw is not None else ()).finn()
+    if state.opts.target is None and (hw is None or hw.target is None):
+        assumed = ("the whole device as the budget" if hw is None or not hw.budget
+                   else "the hardware section's budget")
+        state.notes.append(
+            f"no target given: compiled for {board.name} ({board.part}) at "
+            f"{state.clock_mhz:g} MHz with {assumed}; choose the board with --target "
+            f"(`nashc targets` lists them) or a hardware section, e.g. "
+            f"`hardware {{ target {board.name}; budget lut 50%, dsp 50% }}`")
     search = program.file.search
     state.seed = state.opts.seed if state.opts.seed is not None else (
         search.seed if search is not None else 0)

@@ -265,3 +265,28 @@ def test_progress_lines_without_source_locations(compiled_run):
     n = report["search"]["finn_evaluated"]
     assert any(f"FINN lowering + folding: candidate {n}/{n}" in ln for ln in lines)
     assert not re.search(r"\w+\.py:\d+", output)
+
+
+@pytest.mark.parametrize("hardware,target,said", [
+    ("", None, "the whole device as the budget"),
+    ("hardware {\n  budget lut 5%\n}\n", None, "the hardware section's budget"),
+    ("", "u280", None),
+    ("hardware {\n  target u250\n}\n", None, None),
+])
+def test_an_assumed_target_is_said_in_the_notes(tmp_path, hardware, target, said):
+    """Without --target and a hardware target, compile says which board and budget it
+    assumed and how to choose (the summary prints the notes, report.json keeps them)."""
+    from nashc.pipeline import CompileOptions, CompileState, step_parse
+
+    src = tmp_path / "t.nash"
+    src.write_text("network n {\n  input 1x8x8 uint8\n  fc f out 10\n}\n" + hardware)
+    state = CompileState(path=src, opts=CompileOptions(target=target), workdir=tmp_path)
+    step_parse(state)
+    notes = [n for n in state.notes if n.startswith("no target given")]
+    if said is None:
+        assert notes == []
+        return
+    assert notes == [f"no target given: compiled for u250 (xcu250-figd2104-2L-e) at 200 MHz "
+                     f"with {said}; choose the board with --target (`nashc targets` lists "
+                     "them) or a hardware section, e.g. `hardware { target u250; budget "
+                     "lut 50%, dsp 50% }`"]
