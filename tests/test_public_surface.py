@@ -4,6 +4,7 @@ transformations nor PyTorch."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +68,23 @@ def test_cheap_imports(code):
 
 def test_the_probe_sees_heavy_imports():
     assert "torch" in _heavy_after("import nashc.targets.hw_layers")
+
+
+def test_every_command_option_is_in_the_readme():
+    """README's command list names every option of every command (and --version)."""
+    import click
+
+    from nashc.cli import cli
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("\nCommands ("):text.index("\nWhat `compile` writes")]
+    items = {item.split()[0]: item for item in section.split("\n- `nashc ")[1:]}
+
+    def named(opts: list[str], item: str) -> bool:  # `-o`, `--output` (not `--outputs`)
+        return any(re.search(rf"(?<![\w-]){re.escape(o)}(?![\w-])", item) for o in opts)
+
+    missing = [f"{name} {param.opts}" for name, cmd in cli.commands.items()  # type: ignore[attr-defined]
+               for param in cmd.params if isinstance(param, click.Option)
+               if "--help" not in param.opts and not named(param.opts, items.get(name, ""))]
+    assert "`nashc --version`" in section
+    assert missing == []
