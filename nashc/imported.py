@@ -79,11 +79,19 @@ def _input_bits(model: ModelWrapper, tensor: str) -> int:
 
 
 def graph_layer_work(model: ModelWrapper) -> list[LayerWork]:
-    """MACs per frame and lane limits of every compute layer of a QONNX graph."""
+    """MACs per frame and lane limits of every compute layer of a QONNX graph. Output
+    shapes the graph does not record (no ``value_info``, e.g. a model saved without shape
+    inference) are inferred first on a copy (qonnx's `InferShapes`): a conv counted as one
+    pixel made the coarse fps bound ~20x too optimistic."""
+    from qonnx.transformation.infer_shapes import InferShapes
+
     from nashc.passes.choices import layer_summary
     from nashc.passes.graph import weight_values
     from nashc.runtime.load import COMPUTE_OP_TYPES
 
+    if any(model.get_tensor_shape(n.output[0]) is None for n in model.graph.node
+           if n.op_type in COMPUTE_OP_TYPES):
+        model = ModelWrapper(model.model.__deepcopy__()).transform(InferShapes())
     summary = layer_summary(model)
     works = []
     for node in model.graph.node:

@@ -65,6 +65,12 @@ def test_graph_cost_model_matches_the_module(tmp_path, choice):
     from_module = module_layer_work(module, batch, weight_bits(program, flat))
     from_graph = graph_layer_work(model)
     assert sorted(from_graph, key=repr) == sorted(from_module, key=repr)
+    # a graph saved without shapes (no value_info): the same work, shapes inferred
+    bare = ModelWrapper(model.model.__deepcopy__())
+    del bare.graph.value_info[:]
+    assert any(bare.get_tensor_shape(n.output[0]) is None for n in bare.graph.node
+               if n.op_type == "Conv")
+    assert sorted(graph_layer_work(bare), key=repr) == sorted(from_module, key=repr)
 
 
 def _example(tmp_path: Path) -> Path:
