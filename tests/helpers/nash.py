@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["tiny_fc"]
+__all__ = ["loaded_net", "tiny_fc"]
 
 _TINY_FC = """
 network tiny {
@@ -37,3 +37,15 @@ def tiny_fc(lut: str = "1%", train: bool = False) -> str:
     if train:
         text += "train { dataset digits; epochs 1; batch 64; lr 0.01 }\n"
     return text
+
+
+def loaded_net(model: str, space: str = "wbits * in {2, 4}", budget: str | None = None,
+               keep: int = 1, name: str = "net") -> str:
+    """A `.nash` file searching rewrites of the model at `model` (as written in the file):
+    the `space` section's lines, a u250 at 200 MHz (``budget``: its budget line, none by
+    default), metric fidelity on 4 images, 2 random samples, `keep` Pareto points."""
+    budget_line = f"\n  budget {budget}" if budget else ""
+    return (f'network {name} from "{model}"\nspace {{\n  {space}\n}}\n'
+            f"hardware {{\n  target u250\n  clock 200 MHz{budget_line}\n}}\n"
+            "search {\n  metric fidelity batch 4\n  strategy random samples 2\n"
+            f"  keep pareto {keep}\n  seed 0\n}}\n")

@@ -12,29 +12,13 @@ from pathlib import Path
 
 import pytest
 from helpers.brevitas_nets import conv_net, export
+from helpers.nash import loaded_net
 
 pytestmark = pytest.mark.finn
 
 #: what qonnx, FINN, torch and Brevitas print when not silenced
 LIBRARY_TEXT = ("Assuming 4D input is NCHW", "UserWarning", "DeprecationWarning",
                 "warnings.warn", "Reverting SIMD", "did not reach the target throughput")
-
-NASH = """network net from "{model}"
-space {{
-  wbits * in {{2, 4}}
-}}
-hardware {{
-  target u250
-  clock 200 MHz
-}}
-search {{
-  metric fidelity batch 4
-  strategy random samples 2
-  keep pareto 1
-  seed 0
-}}
-"""
-
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
@@ -49,7 +33,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 4-D input conv net exported with a dynamic batch axis (loading notes it)."""
     tmp = tmp_path_factory.mktemp("warn")
     path = export(conv_net(), (1, 3, 8, 8), tmp / "conv.onnx", dynamic_batch=True)
-    (tmp / "net.nash").write_text(NASH.format(model=path.name))
+    (tmp / "net.nash").write_text(loaded_net(path.name))
     return path
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from helpers.brevitas_nets import export
+from helpers.nash import loaded_net
 
 from nashc.cli import cli
 from nashc.dsl import parse
@@ -18,25 +19,6 @@ from nashc.dsl.errors import NashSourceError
 from nashc.runtime.load import UnsupportedOpsError, load_onnx_network
 
 pytestmark = pytest.mark.finn
-
-NASH = """network bnn from "{model}"
-space {{
-  wbits {sel} in {{2, 4}}
-  fix {fix}
-}}
-hardware {{
-  target u250
-  clock 200 MHz
-  budget lut 5%
-}}
-search {{
-  metric fidelity batch 4
-  strategy random samples 2
-  keep pareto 2
-  seed 0
-}}
-"""
-
 
 def _tfc(tmp_path: Path, name: str) -> Path:
     from brevitas_examples.bnn_pynq.models import model_with_cfg
@@ -91,8 +73,8 @@ def test_quoted_selectors_parse() -> None:
 def test_compile_bnn_pynq_tfc_with_quoted_selectors(tmp_path: Path) -> None:
     path = _tfc(tmp_path, "TFC_2W2A")
     src = tmp_path / "bnn.nash"
-    src.write_text(NASH.format(model=path.name, sel='"/features.2/MatMul", "/features.6/*"',
-                               fix='"/features.14/MatMul"'))
+    src.write_text(loaded_net(path.name, 'wbits "/features.2/MatMul", "/features.6/*" in {2, 4}'
+                              '\n  fix "/features.14/MatMul"', "lut 5%", keep=2, name="bnn"))
     runner = CliRunner()
     res = runner.invoke(cli, ["check", str(src)])
     assert res.exit_code == 0, res.output

@@ -10,6 +10,7 @@ import onnx
 import pytest
 from click.testing import CliRunner
 from helpers.brevitas_nets import conv_net, export, fc_net
+from helpers.nash import loaded_net
 
 from nashc.cli import cli
 from nashc.dsl.errors import NashcError
@@ -114,29 +115,12 @@ def test_in_memory_opset9_graph_runs_in_onnxruntime(tmp_path: Path) -> None:
     assert (run_qonnx(model, x)[name] == run_onnxruntime(model, x)[name]).all()
 
 
-COMPILE_NASH = """network net from "{model}"
-space {{
-  wbits * in {{2, 4}}
-}}
-hardware {{
-  target u250
-  clock 200 MHz
-}}
-search {{
-  metric fidelity batch 4
-  strategy random samples 2
-  keep pareto 1
-  seed 0
-}}
-"""
-
-
 def test_compile_prints_the_load_notes_unless_quiet(tmp_path: Path) -> None:
     """`compile` on a `network ... from` file prints what loading changed ("note: ...",
     as estimate and verify do), except with --quiet."""
     path = _export(tmp_path, "fc", {"dynamic_batch": True, "opset": 10})
     src = tmp_path / "net.nash"
-    src.write_text(COMPILE_NASH.format(model=path.name))
+    src.write_text(loaded_net(path.name))
     runner = CliRunner()
     res = runner.invoke(cli, ["compile", str(src), "-o", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from helpers import brevitas_models as bm
+from helpers.nash import loaded_net
 
 from nashc.cli import cli
 from nashc.runtime.golden import compare_levels, load_model
@@ -76,24 +77,6 @@ def test_a_transpose_between_convs_is_refused_by_name(tmp_path):
     assert not (tmp_path / "est").exists()
 
 
-NASH = """network fcc from "{model}"
-space {{
-  wbits "MatMul_0" in {{2, 4}}
-}}
-hardware {{
-  target u250
-  clock 200 MHz
-  budget lut 5%
-}}
-search {{
-  metric fidelity batch 4
-  strategy random samples 2
-  keep pareto 2
-  seed 0
-}}
-"""
-
-
 def test_fc_to_conv1d_from_onnx_through_the_cli(tmp_path):
     """estimate, verify and compile on the file as a user runs them."""
     path = _export(tmp_path)
@@ -106,7 +89,8 @@ def test_fc_to_conv1d_from_onnx_through_the_cli(tmp_path):
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "v.json").read_text())["ok"] is True
     src = tmp_path / "fcc.nash"
-    src.write_text(NASH.format(model=path.name))
+    src.write_text(loaded_net(path.name, 'wbits "MatMul_0" in {2, 4}', "lut 5%", keep=2,
+                              name="fcc"))
     res = runner.invoke(cli, ["compile", str(src), "-o", str(tmp_path / "out"), "--quiet"])
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "out" / "report.json").read_text())
