@@ -350,8 +350,9 @@ def module_layer_work(module: Any, batch: Any, bits: dict[str, tuple[int, int]],
     bits are its input quantizer's when it has one, else ``bits[layer][1]``."""
     import torch
 
+    from nashc.runtime.modules import forward_hooks
+
     works: dict[str, LayerWork] = {}
-    hooks = []
     layers = module.compute_layers()
 
     def make_hook(layer: str) -> Callable[..., None]:
@@ -374,16 +375,11 @@ def module_layer_work(module: Any, batch: Any, bits: dict[str, tuple[int, int]],
                                      per_out * out_ch, wbits, abits)
         return hook
 
-    for layer, mod in layers.items():
-        hooks.append(mod.register_forward_hook(make_hook(layer)))
-    try:
+    with forward_hooks((mod, make_hook(layer)) for layer, mod in layers.items()):
         if run is not None:
             run()
         if len(works) < len(layers):  # no run, or one that did not call every layer
             module.eval()
             with torch.no_grad():
                 module(batch[:1])
-    finally:
-        for h in hooks:
-            h.remove()
     return list(works.values())

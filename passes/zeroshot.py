@@ -52,12 +52,13 @@ from __future__ import annotations
 import copy as _copy
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from nashc.runtime.modules import raw_adder_gradients
+from nashc.runtime.modules import forward_hooks, raw_adder_gradients
 
 __all__ = ["SCORES", "ADDER_PENALTY", "NASWOT_CLAMP", "search_score", "combine_search_score", "adder_layers",
            "hybrid_score", "hybrid_terms", "naswot_score", "synflow_score", "param_count",
@@ -83,26 +84,16 @@ def _activation_codes(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     training mode without autograd (BatchNorm on batch statistics, as the first training
     steps see it); the hooks are removed afterwards."""
     codes: list[torch.Tensor] = []
-    hooks = _codes_hooks(model, codes)
+
+    def record(_mod: nn.Module, _inp: Any, out: Any) -> None:
+        t = out.value if hasattr(out, "value") else out
+        codes.append(t.detach().flatten(1) > 0)
+
     model.train()
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
+    with forward_hooks((m, record) for m in model.modules() if _relu_like(m)), \
+            torch.no_grad():
+        model(x)
     return codes
-
-
-def _codes_hooks(model: nn.Module, store: list[torch.Tensor]) -> list:
-    hooks = []
-    for m in model.modules():
-        if _relu_like(m):
-            def hook(_mod, _inp, out, store=store):
-                t = out.value if hasattr(out, "value") else out
-                store.append(t.detach().flatten(1) > 0)
-            hooks.append(m.register_forward_hook(hook))
-    return hooks
 
 
 def hamming_kernel(codes: torch.Tensor) -> torch.Tensor:

@@ -82,6 +82,7 @@ from nashc.runtime.modules import (
     AdderLinear,
     ShiftConv2d,
     ShiftLinear,
+    forward_hooks,
 )
 
 __all__ = [
@@ -556,14 +557,10 @@ def build_module(net: ResolvedNetwork,
 def _compute_order(module: nn.Module, dummy: Tensor) -> list[nn.Module]:
     """The compute modules (those with `nashc_layer`) in the order a forward calls them."""
     order: list[nn.Module] = []
-    hooks = [m.register_forward_hook(lambda mod, _i, _o: order.append(mod))
-             for m in module.modules() if hasattr(m, "nashc_layer")]
-    try:
-        with torch.no_grad():
-            module(dummy)
-    finally:
-        for hk in hooks:
-            hk.remove()
+    with forward_hooks((m, lambda mod, _i, _o: order.append(mod))
+                       for m in module.modules() if hasattr(m, "nashc_layer")), \
+            torch.no_grad():
+        module(dummy)
     return order
 
 

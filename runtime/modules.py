@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -47,6 +47,7 @@ from torch.nn import grad as _nn_grad
 
 __all__ = [
     "DOMAIN",
+    "forward_hooks",
     "ShiftConv2d",
     "ShiftLinear",
     "AdderConv2d",
@@ -62,6 +63,19 @@ __all__ = [
 
 DOMAIN = "nashc.runtime.ops"
 _CHUNK_ELEMS = 1 << 22  # elements per chunk of the adder input-gradient computation
+
+
+@contextlib.contextmanager
+def forward_hooks(hooks: Iterable[tuple[nn.Module, Callable[..., Any]]]) -> Iterator[None]:
+    """Registers each (module, hook) pair as a forward hook (``hook(module, inputs,
+    output)``) for the duration of the block and removes them all on the way out, also
+    on error: a module that is scored again (a pooled one) must not keep them."""
+    handles = [m.register_forward_hook(h) for m, h in hooks]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _unpack(x: Any) -> tuple[Tensor, Tensor | None]:
