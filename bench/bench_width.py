@@ -35,21 +35,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import command_line, digits_convnet, write_section  # noqa: E402
+from common import command_line, digits_convnet, digits_resnet, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = "train {\n  dataset digits\n  epochs %d\n  batch 64\n  lr 0.01\n}\n"
-RESNET = """network resnet_digits {
-  input 1x8x8 uint8
-  weights int4
-  activations uint4
-  conv  stem out 16 kernel 3
-  block b1   residual out 16
-  block b2   residual out 32 stride 2
-  pool  gap  global avg
-  fc    head out 10 weights int8
-}
-"""
+RESNET = digits_resnet("resnet_digits")
 MULTIPLIERS = (0.25, 0.5, 0.75)
 RANDOM_SEEDS = 5
 RANKS = ("l1", "first", "random", "l1+mean", "l1+affine")

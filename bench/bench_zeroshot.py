@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import command_line, digits_convnet, write_section  # noqa: E402
+from common import command_line, digits_convnet, digits_resnet, write_section  # noqa: E402
 
 #: The search space (the .nash language). Space size: 12 (stem) x 36 (c1) x 36 (c2).
 SPACE = digits_convnet("zsdigits") + """
@@ -64,19 +64,7 @@ train {
 """
 
 #: Digits CNN with residual blocks (the shape of the resnet8 example, scaled to 8x8 digits).
-RES_SPACE = """
-network zsres {
-  input 1x8x8 uint8
-  weights int4
-  activations uint4
-
-  conv  stem out 16 kernel 3
-  block b1   residual out 16
-  block b2   residual out 32 stride 2
-  pool  gap  global avg
-  fc    head out 10 weights int8
-}
-
+RES_SPACE = "\n" + digits_resnet("zsres") + """
 space {
   op    b*.conv*  in {conv, shift, adder}
   width b*        in {0.5, 1.0}

@@ -33,6 +33,27 @@ _DIGITS_CONVNET_BODY = """\
 """
 
 
+def digits_resnet(name: str) -> str:
+    """The digits CNN with two residual blocks (the shape of the resnet8 example, scaled
+    to 8x8 digits) that the zero-shot and width benchmarks use, as a `.nash` network
+    section named `name`."""
+    return f"network {name} {{\n" + _DIGITS_RESNET_BODY
+
+
+_DIGITS_RESNET_BODY = """\
+  input 1x8x8 uint8
+  weights int4
+  activations uint4
+
+  conv  stem out 16 kernel 3
+  block b1   residual out 16
+  block b2   residual out 32 stride 2
+  pool  gap  global avg
+  fc    head out 10 weights int8
+}
+"""
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
