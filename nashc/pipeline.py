@@ -53,7 +53,7 @@ from nashc.candidate import (
 from nashc.dsl.ast import Pos, Program
 from nashc.dsl.errors import NashcError, NashSourceError
 from nashc.progress import CallbackProgress, CompileProgress, planned_candidates
-from nashc.targets.boards import RESOURCE_KEYS, report_keys
+from nashc.targets.boards import RESOURCE_KEYS, describe_overrun, over_budget, report_keys
 
 __all__ = ["CompileOptions", "CompileState", "STEPS", "compile_file"]
 
@@ -507,10 +507,9 @@ def _overrun(state: CompileState) -> tuple[str, list[str]]:
     for cand in state.finalists:
         if cand.resources is None:
             continue
-        keys = [k for k in RESOURCE_KEYS if cand.resources[k] > state.budget[k]]
-        over = [f"{k} {cand.resources[k]:,.0f} > {state.budget[k]:,.0f}" for k in keys]
-        if over and (best is None or len(over) < best[0]):
-            best = (len(over), ", ".join(over), keys)
+        keys = over_budget(cand.resources, state.budget)
+        if keys and (best is None or len(keys) < best[0]):
+            best = (len(keys), describe_overrun(cand.resources, state.budget), keys)
     return (f" (the closest design needs {best[1]})", best[2]) if best else ("", [])
 
 

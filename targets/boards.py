@@ -56,6 +56,18 @@ def report_keys(res: Mapping[str, float]) -> dict[str, float]:
     return {REPORT_KEYS[k]: res[k] for k in RESOURCE_KEYS}
 
 
+def over_budget(resources: Mapping[str, float], budget: Mapping[str, float]) -> list[str]:
+    """The FINN keys (in `RESOURCE_KEYS` order) of the `resources` above `budget`."""
+    return [k for k in RESOURCE_KEYS if resources.get(k, 0.0) > budget[k]]
+
+
+def describe_overrun(resources: Mapping[str, float], budget: Mapping[str, float]) -> str:
+    """What `resources` need beyond `budget`, e.g. ``"LUT 884 > 15, DSP 3 > 0"`` (empty
+    when they fit)."""
+    return ", ".join(f"{k} {resources[k]:,.0f} > {budget[k]:,.0f}"
+                     for k in over_budget(resources, budget))
+
+
 @dataclass(frozen=True)
 class Resources:
     """Counts of FPGA resources; `None` means unknown. BRAM is in BRAM_18K units."""

@@ -18,7 +18,7 @@ import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
 from nashc.dsl.errors import NashcError
-from nashc.targets.boards import RESOURCE_KEYS, Board, Resources, get_board
+from nashc.targets.boards import RESOURCE_KEYS, Board, Resources, describe_overrun, get_board
 
 __all__ = [
     "FOLDING_ATTRS",
@@ -331,13 +331,11 @@ def _no_fit(name: str, board: Board, search: dict[str, Any]) -> NoFitError | Non
     ours, check = search["nashc"], search["design_check"]
     if ours["feasible"] and check["fits"]:
         return None
-    budget = search["budget"]
-    over = [f"{k} {ours['resources'][k]:,.0f} > {budget[k]:,.0f}" for k in budget
-            if ours["resources"].get(k, 0) > budget[k]] or list(check["problems"])
+    over = describe_overrun(ours["resources"], search["budget"]) or \
+        ", ".join(check["problems"])
     return NoFitError(f"no folding of {name} fits the budget on {board.name}, even the "
-                      "slowest; raise the budget" + (f" (the closest design needs "
-                                                     f"{', '.join(over)})" if over else ""),
-                      search)
+                      "slowest; raise the budget" + (f" (the closest design needs {over})"
+                                                     if over else ""), search)
 
 
 def _search_in_budget(dataflow: ModelWrapper, limits: dict[str, float], board: Board,
